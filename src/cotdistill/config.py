@@ -1,0 +1,262 @@
+"""One YAML config describes a whole run: pydantic models of every stage's settings, with clear errors.
+
+Every field is documented in the README's config reference; ``cotdistill config-schema`` prints them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cotdistill.errors import ConfigError
+
+STYLES = ("vanilla", "cot", "tot", "program", "backward", "facts")
+METHODS = ("sft-single", "sft-multi", "step-by-step", "qr-distill", "compact")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors (a typo must never be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuestionsConfig(Section):
+    """Where questions come from and how many of each split."""
+
+    source: str = Field("lab:arith,date,compare", description="lab:TASKS | rg:NAME[,NAME] | file:PATH")
+    task: str | None = Field(None, description="task family override (math, choice, yesno, label)")
+    train: int = Field(300, ge=0, description="number of training questions")
+    dev: int = Field(50, ge=0, description="number of dev questions (checkpoint selection)")
+    test: int = Field(100, ge=0, description="number of test questions (evaluation)")
+    fields: dict[str, str] = Field(default_factory=dict, description="file sources: our field -> file column")
+    options: dict[str, Any] = Field(default_factory=dict, description="source-specific knobs (e.g. lab difficulty)")
+
+
+_LITERAL_KEY = re.compile(r"^(sk-|sk_|gsk_|xai-|hf_)[A-Za-z0-9_-]{8,}")
+
+
+class TeacherConfig(Section):
+    """One teacher: a name, a backend and its generation settings."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["synthetic", "openai", "hf"] = "synthetic"
+    model: str = Field("", description="openai: model name; hf: local directory or .gguf file")
+    base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="openai: NAME of the environment variable with the key")
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1000, ge=1)
+    concurrency: int = Field(16, ge=1, description="openai: requests in flight at once")
+    requests_per_minute: float | None = Field(None, gt=0)
+    max_retries: int = Field(6, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call")
+    profile: dict[str, Any] = Field(default_factory=dict, description="synthetic: fault rates and verbosity")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("api_key", "key", "token", "secret"):
+                if key in data:
+                    raise ValueError(
+                        f"'{key}' must not hold a secret in the config: put the key in an environment variable "
+                        "and name it with api_key_env"
+                    )
+            env = data.get("api_key_env")
+            if isinstance(env, str) and (_LITERAL_KEY.match(env) or len(env) > 64):
+                raise ValueError(
+                    "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                    "not the key itself"
+                )
+        return data
+
+
+class GenerateConfig(Section):
+    """Teachers x styles x questions x samples."""
+
+    styles: list[str] = Field(default_factory=lambda: list(STYLES))
+    samples: int = Field(1, ge=1, description="paths per (question, teacher, style)")
+    style_dirs: list[str] = Field(default_factory=list, description="extra directories of style YAML files")
+    splits: list[str] = Field(default_factory=lambda: ["train"], description="question splits to generate for")
+
+
+class JudgeConfig(Section):
+    kind: Literal["none", "arithmetic", "llm", "synthetic"] = "arithmetic"
+    teacher: str | None = Field(None, description="llm: which teacher's backend judges")
+    unparseable: Literal["reject", "accept"] = "reject"
+
+
+class ConsensusConfig(Section):
+    enabled: bool = True
+    encoder: str = Field("minilm", description="'minilm' (offline default) or a local sentence-transformers path")
+    delta: float = 0.5
+    eta: float = 1.0
+    use_gold: bool = Field(True, description="wrong answer -> C=0 using gold; false: majority answer")
+    centrality: Literal["degree", "pagerank"] = "degree"
+    batch_size: int = Field(64, ge=1)
+
+
+class FilterConfig(Section):
+    answer_check: bool = True
+    lenient_extraction: bool = Field(True, description="accept an answer with no marker (last number)")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
+
+
+class StudentConfig(Section):
+    name: str = Field(min_length=1)
+    kind: Literal["preset", "hf", "gguf"] = "preset"
+    preset: Literal["tiny-gpt2", "tiny-llama"] | None = "tiny-gpt2"
+    path: str | None = Field(None, description="hf: model directory; gguf: .gguf file or 'smollm2'")
+    size: dict[str, int] = Field(default_factory=dict, description="preset overrides: n_layer, d_model, vocab...")
+    lora: dict[str, Any] | None = Field(None, description="r, alpha, dropout, target_modules; null = full FT")
+    lr: float = Field(1e-3, gt=0)
+
+
+class TrainConfig(Section):
+    method: str = "sft-multi"
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = Field(512, ge=16)
+    bf16: bool | Literal["auto"] = "auto"
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: once per epoch)")
+    options: dict[str, Any] = Field(default_factory=dict, description="method-specific settings")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method '{v}' (known: {', '.join(METHODS)})")
+        return v
+
+
+class EvalConfig(Section):
+    split: str = "test"
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
+    ensemble: list[Literal["vote", "logprob"]] = Field(default_factory=lambda: ["vote", "logprob"])
+
+
+class RunConfig(Section):
+    """A whole run: questions -> paths -> filtered paths -> students -> metrics -> report."""
+
+    name: str = "run"
+    seed: int = 0
+    run_dir: str | None = Field(None, description="default runs/<name>")
+    questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
+    teachers: list[TeacherConfig] = Field(default_factory=list)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    students: list[StudentConfig] = Field(default_factory=list)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        names = [t.name for t in self.teachers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"teacher names must be unique (repeated: {', '.join(dup)})")
+        snames = [s.name for s in self.students]
+        sdup = sorted({n for n in snames if snames.count(n) > 1})
+        if sdup:
+            raise ValueError(f"student names must be unique (repeated: {', '.join(sdup)})")
+        j = self.filter.judge
+        if j.kind == "llm" and j.teacher not in names:
+            raise ValueError(f"filter.judge.teacher '{j.teacher}' is not one of the teachers ({', '.join(names)})")
+        return self
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir or os.path.join("runs", self.name))
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Every bad field of a config in one line: ``file: a.b: msg; c: msg``."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e.get("loc", ())) or "(top level)"
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        elif e.get("type") == "missing":
+            msg = "missing required field"
+        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def set_by_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Apply one ``a.b.c=value`` CLI override to a nested dict (list items by index: teachers.0.model)."""
+    keys = dotted.split(".")
+    cur: Any = data
+    for k in keys[:-1]:
+        if isinstance(cur, list):
+            cur = cur[int(k)]
+        else:
+            cur = cur.setdefault(k, {})
+    if isinstance(cur, list):
+        cur[int(keys[-1])] = value
+    else:
+        cur[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``key=value`` strings to (key, YAML-parsed value) pairs."""
+    out = []
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override '{o}' must look like key.path=value")
+        k, v = o.split("=", 1)
+        try:
+            out.append((k.strip(), yaml.safe_load(v)))
+        except yaml.YAMLError:
+            out.append((k.strip(), v))
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config (or the defaults when ``path`` is None), apply overrides, validate everything."""
+    source = str(path) if path else "(defaults)"
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not valid UTF-8 (byte {e.start})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+        if loaded is None:
+            raise ConfigError(f"{p}: config file is empty")
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: config must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    for k, v in parse_overrides(overrides or []):
+        try:
+            set_by_dotted(data, k, v)
+        except (IndexError, ValueError, TypeError, AttributeError):
+            raise ConfigError(f"override '{k}' does not address a field of the config") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (secrets never live in it: only environment variable names)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

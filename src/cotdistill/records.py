@@ -1,0 +1,139 @@
+"""The run directory's records: questions and reasoning paths, as versioned, validated, streamed JSONL."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path as FsPath
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cotdistill.errors import InputError
+
+SCHEMA_VERSION = 1
+
+Split = Literal["train", "dev", "test"]
+
+
+class Record(BaseModel):
+    """Base of every JSONL record: strict fields plus a schema version for forward compatibility."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    schema_version: int = SCHEMA_VERSION
+
+
+class Question(Record):
+    """A question with its gold answer; ``task`` names the task family that prompts, extracts and compares."""
+
+    id: str = Field(min_length=1)
+    task: str = Field(min_length=1, description="task family: math, choice, yesno, label")
+    question: str = Field(min_length=1)
+    choices: list[str] | None = None
+    gold: str = Field(description="gold answer, in the task family's canonical form")
+    source: str = ""
+    split: Split = "train"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Path(Record):
+    """One reasoning path (rationale + final answer) written by a teacher in a style for a question.
+
+    ``checks`` is filled by later stages: ``answer_ok``, ``judge`` / ``judge_reason``, ``consensus``, ``kept`` ...
+    ``metadata`` holds generation facts (usage, injected faults of synthetic teachers); filters never read it.
+    """
+
+    id: str = Field(min_length=1)
+    question_id: str = Field(min_length=1)
+    teacher: str = Field(min_length=1)
+    style: str = Field(min_length=1)
+    sample: int = 0
+    prompt: str = ""
+    text: str
+    answer: str | None = None
+    checks: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def path_id(question_id: str, teacher: str, style: str, sample: int) -> str:
+    """The stable id of a generated path: one per (question, teacher, style, sample)."""
+    return f"{question_id}|{teacher}|{style}|{sample}"
+
+
+def _first_error(err: ValidationError) -> tuple[str, str]:
+    e = err.errors()[0]
+    field = ".".join(str(p) for p in e.get("loc", ())) or None
+    msg = e.get("msg", "invalid value")
+    if e.get("type") == "missing":
+        msg = "missing required field"
+    elif e.get("type") == "extra_forbidden":
+        msg = "unknown field"
+    return field or "", msg
+
+
+def read_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = False) -> Iterator[R]:
+    """Stream and validate records from a JSONL file, one line at a time (never the whole file in memory).
+
+    Any problem raises :class:`InputError` naming the file, the line and the field.
+    """
+    p = FsPath(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    if p.is_dir():
+        raise InputError(p, "is a directory, expected a JSONL file")
+    n = 0
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", line=lineno) from None
+            if not isinstance(obj, dict):
+                raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+            version = obj.get("schema_version", SCHEMA_VERSION)
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                raise InputError(
+                    p,
+                    f"schema version {version} is newer than this cotdistill ({SCHEMA_VERSION})",
+                    line=lineno,
+                    field="schema_version",
+                )
+            try:
+                rec = model.model_validate(obj)
+            except ValidationError as e:
+                field, msg = _first_error(e)
+                raise InputError(p, msg, line=lineno, field=field) from None
+            n += 1
+            yield rec
+    if n == 0 and not allow_empty:
+        raise InputError(p, "file is empty: no records")
+
+
+def read_questions(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Question]:
+    """Stream :class:`Question` records from ``path``."""
+    return read_jsonl(path, Question, allow_empty=allow_empty)
+
+
+def read_paths(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Path]:
+    """Stream :class:`Path` records from ``path``."""
+    return read_jsonl(path, Path, allow_empty=allow_empty)
+
+
+def load_questions(path: str | os.PathLike) -> dict[str, Question]:
+    """Questions by id (question files are small next to path files, so they may live in memory)."""
+    out: dict[str, Question] = {}
+    for q in read_questions(path):
+        if q.id in out:
+            raise InputError(path, f"duplicate question id '{q.id}'", field="id")
+        out[q.id] = q
+    return out

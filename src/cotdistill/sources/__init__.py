@@ -1,0 +1,52 @@
+"""Question sources by spec: ``rg:NAME[,NAME]`` (reasoning-gym), ``file:PATH`` (or a bare path), ``lab:TASKS``.
+
+A source yields :class:`~cotdistill.records.Question` records for the requested splits, deterministically by seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cotdistill.errors import CotdistillError
+from cotdistill.records import Question
+
+# name -> factory(spec_rest, counts, seed, task, fields, options) -> iterator of questions
+SourceFn = Callable[[str, dict[str, int], int, str | None, dict[str, str], dict[str, Any]], Iterator[Question]]
+_SOURCES: dict[str, SourceFn] = {}
+
+
+def register_source(prefix: str) -> Callable[[SourceFn], SourceFn]:
+    """Register a question source under ``prefix:`` (used by the lab and by plugins)."""
+
+    def deco(fn: SourceFn) -> SourceFn:
+        _SOURCES[prefix] = fn
+        return fn
+
+    return deco
+
+
+def load_source(
+    spec: str,
+    counts: dict[str, int],
+    seed: int = 0,
+    task: str | None = None,
+    fields: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Iterator[Question]:
+    """Questions from ``spec`` with ``counts`` per split (``{"train": 300, "dev": 50, "test": 100}``)."""
+    from cotdistill.sources import files, reasoning_gym  # noqa: F401  (registration)
+
+    try:
+        from cotdistill.sources import lab  # noqa: F401
+    except ImportError:
+        pass
+    prefix, _, rest = spec.partition(":")
+    if prefix not in _SOURCES:
+        if Path(spec).suffix.lower() in files.SUFFIXES:
+            prefix, rest = "file", spec
+        else:
+            known = ", ".join(f"{p}:" for p in sorted(_SOURCES))
+            raise CotdistillError(f"unknown question source '{spec}' (known: {known} or a file path)")
+    return _SOURCES[prefix](rest, counts, seed, task, fields or {}, options or {})

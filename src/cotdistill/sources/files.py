@@ -1,0 +1,162 @@
+"""Local question files (JSONL, JSON array, CSV, Parquet) with a field mapping onto :class:`Question`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cotdistill.errors import InputError
+from cotdistill.records import Question
+from cotdistill.sources import register_source
+from cotdistill.tasks import FAMILIES
+
+SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
+DEFAULT_FIELDS = {
+    "id": "id",
+    "question": "question",
+    "gold": "answer",
+    "choices": "choices",
+    "task": "task",
+    "split": "split",
+}
+
+
+def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or row number, row) pairs from a JSONL, JSON-array, CSV or Parquet file; clear errors on bad input."""
+    if not path.exists():
+        raise InputError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(path, f"unsupported file type '{suffix}' (use {', '.join(sorted(SUFFIXES))})")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise InputError(path, f"not a readable Parquet file ({e.__class__.__name__})") from None
+        n = 0
+        for batch in pf.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+        return
+    if suffix == ".jsonl":
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = _decode(raw, path, lineno)
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(path, f"malformed JSON: {e.msg} at column {e.colno}", line=lineno) from None
+                if not isinstance(obj, dict):
+                    raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+                yield lineno, obj
+        return
+    text = _decode(path.read_bytes(), path, None)
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"malformed JSON: {e.msg} at column {e.colno}", line=e.lineno) from None
+        if isinstance(data, dict):
+            data = data.get("data", data.get("examples", [data]))
+        if not isinstance(data, list):
+            raise InputError(path, "expected a JSON array of objects")
+        for i, obj in enumerate(data, 1):
+            if not isinstance(obj, dict):
+                raise InputError(path, f"item {i} is a {type(obj).__name__}, expected an object", line=i)
+            yield i, obj
+        return
+    reader = csv.DictReader(text.splitlines())
+    for i, row in enumerate(reader, 2):  # line 1 is the header
+        yield i, dict(row)
+
+
+def _decode(raw: bytes, path: Path, lineno: int | None) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if lineno is None:
+            lineno = raw[: e.start].count(b"\n") + 1
+        raise InputError(path, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
+
+
+def row_to_question(
+    row: dict[str, Any], path: Path, lineno: int, fields: dict[str, str], task: str | None, index: int
+) -> Question:
+    """Map one row onto a :class:`Question` through ``fields`` (our name -> the file's column)."""
+    m = {**DEFAULT_FIELDS, **fields}
+    for required in ("question", "gold"):
+        if m[required] not in row or row[m[required]] in (None, ""):
+            raise InputError(path, "missing required field", line=lineno, field=m[required])
+    fam = task or row.get(m["task"]) or "math"
+    if fam not in FAMILIES:
+        raise InputError(
+            path, f"unknown task family '{fam}' (known: {', '.join(sorted(FAMILIES))})", line=lineno, field="task"
+        )
+    choices = row.get(m["choices"])
+    if isinstance(choices, str):
+        try:
+            choices = json.loads(choices)
+        except json.JSONDecodeError:
+            choices = [c.strip() for c in choices.split("|")]
+    known = set(m.values())
+    data = {
+        "id": str(row.get(m["id"]) or f"{path.stem}-{index}"),
+        "task": fam,
+        "question": row[m["question"]],
+        "choices": choices,
+        "gold": row[m["gold"]] if not isinstance(row[m["gold"]], int | float) else str(row[m["gold"]]),
+        "source": f"file:{path.name}",
+        "split": row.get(m["split"]) or "train",
+        "metadata": {k: v for k, v in row.items() if k not in known and _jsonable(v)},
+    }
+    try:
+        return Question.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        raise InputError(path, err.get("msg", "invalid"), line=lineno, field=m.get(field, field)) from None
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+@register_source("file")
+def file_source(
+    rest: str,
+    counts: dict[str, int],
+    seed: int,
+    task: str | None,
+    fields: dict[str, str],
+    options: dict[str, Any],
+) -> Iterator[Question]:
+    """Every row of the file (its own ``split`` column when present), capped per split by ``counts``."""
+    path = Path(rest)
+    taken: dict[str, int] = {}
+    ids: set[str] = set()
+    for index, (lineno, row) in enumerate(iter_rows(path)):
+        q = row_to_question(row, path, lineno, fields, task, index)
+        if q.id in ids:
+            raise InputError(path, f"duplicate id '{q.id}'", line=lineno, field=fields.get("id", "id"))
+        ids.add(q.id)
+        cap = counts.get(q.split)
+        if cap is not None and taken.get(q.split, 0) >= cap:
+            continue
+        taken[q.split] = taken.get(q.split, 0) + 1
+        yield q

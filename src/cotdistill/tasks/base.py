@@ -1,0 +1,73 @@
+"""The task-family interface: core prompt, answer extraction from generated text, answer equivalence."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+from cotdistill.records import Question
+
+# "The answer is X", "The final answer is: X", "The best answer is X", "Answer: X", "#### X".
+ANSWER_MARKER = re.compile(
+    r"(?:\b(?:the\s+)?(?:final\s+|best\s+|correct\s+)?answer\s*(?:is|:)\s*:?|^\s*####\s*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(text: str) -> str | None:
+    """Drop ``<think>...</think>`` blocks; None when a think block was never closed (cut off mid-thought)."""
+    text = _THINK_BLOCK.sub(" ", text)
+    if re.search(r"<think>", text, re.IGNORECASE):
+        return None
+    return text.replace("</think>", " ")
+
+
+def marker_spans(text: str) -> list[tuple[int, str]]:
+    """(position, text after the marker up to the end of its line) for each answer marker, in order."""
+    spans = []
+    for m in ANSWER_MARKER.finditer(text):
+        line = text[m.end() :].split("\n", 1)[0].strip()
+        if line:
+            spans.append((m.start(), line))
+    return spans
+
+
+class TaskFamily(ABC):
+    """How one kind of task is asked, answered and graded. Subclasses are stateless singletons."""
+
+    name: str
+    #: the instruction appended to every prompt; it fixes the answer format that ``extract`` reads
+    answer_instruction: str
+
+    def core_prompt(self, q: Question) -> str:
+        """The task's core prompt: question (and options) followed by the answer-format instruction."""
+        return f"{self.render_question(q)}\n\n{self.answer_instruction}"
+
+    def render_question(self, q: Question) -> str:
+        """The question text as shown to a model (choice tasks add their options)."""
+        return q.question.strip()
+
+    def format_answer(self, answer: str) -> str:
+        """The closing sentence that states ``answer`` in this family's format."""
+        return f"The answer is {answer}."
+
+    @abstractmethod
+    def extract(self, text: str, question: Question | None = None, lenient: bool = False) -> str | None:
+        """The final answer stated in generated ``text`` (last one wins), canonicalised; None if absent.
+
+        ``lenient`` also accepts an answer with no marker (the last number / option / yes-no in the text),
+        for sources whose paths never state one explicitly.
+        """
+
+    @abstractmethod
+    def equivalent(self, pred: str | None, gold: str) -> bool:
+        """Whether predicted answer ``pred`` means the same as ``gold``."""
+
+    def canonical_gold(self, gold: str, question: Question | None = None) -> str:
+        """Gold answer in canonical form (what ``extract`` would return for it)."""
+        return gold.strip()
+
+    def is_correct(self, text: str, q: Question, lenient: bool = False) -> bool:
+        """Extract from ``text`` and compare with the question's gold answer."""
+        return self.equivalent(self.extract(text, q, lenient=lenient), q.gold)

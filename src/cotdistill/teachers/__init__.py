@@ -1,0 +1,1 @@
+"""Teachers: reasoning styles (prompt templates as data files) and the backends that write paths."""
