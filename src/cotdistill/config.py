@@ -71,8 +71,7 @@ class TeacherConfig(Section):
             env = data.get("api_key_env")
             if isinstance(env, str) and (_LITERAL_KEY.match(env) or len(env) > 64):
                 raise ValueError(
-                    "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                    "not the key itself"
+                    "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key itself"
                 )
         return data
 

@@ -24,3 +24,23 @@ def write_questions(cfg: RunConfig, out_dir: str | Path | None = None) -> dict[s
 
     atomic_write_jsonl(run.questions, counted())
     return made
+
+
+def resolve_run(
+    run_dir: str | Path | None, config: str | Path | None = None, overrides: list[str] | None = None
+) -> tuple[RunDir, RunConfig]:
+    """The run directory and its config, as every stage command sees them.
+
+    With ``config`` given, that file (plus overrides) is validated and saved as ``RUN/config.yaml``;
+    without it, ``RUN/config.yaml`` is used when it exists, else the built-in defaults.
+    """
+    from cotdistill.config import dump_config, load_config
+    from cotdistill.io import atomic_write_text
+
+    if config is None and run_dir is not None and RunDir.at(run_dir).config.exists():
+        config = RunDir.at(run_dir).config
+    cfg = load_config(config, overrides)
+    run = RunDir.at(run_dir or cfg.resolved_run_dir()).ensure()
+    if config is None or Path(config).resolve() != run.config.resolve() or overrides:
+        atomic_write_text(run.config, dump_config(cfg))
+    return run, cfg

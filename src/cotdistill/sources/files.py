@@ -102,7 +102,10 @@ def row_to_question(
     fam = task or row.get(m["task"]) or "math"
     if fam not in FAMILIES:
         raise InputError(
-            path, f"unknown task family '{fam}' (known: {', '.join(sorted(FAMILIES))})", line=lineno, field="task"
+            path,
+            f"unknown task family '{fam}' (known: {', '.join(sorted(FAMILIES))})",
+            line=lineno,
+            field="task",
         )
     choices = row.get(m["choices"])
     if isinstance(choices, str):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -138,7 +137,9 @@ def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
             raise InputError(src, "no question text (question, input, problem or prompts)", line=i, field="question")
         styles = row.get("styles") or row.get("prompt_types")
         if not isinstance(styles, list) or len(styles) != len(responses):
-            styles = [STYLES[k] if len(responses) == len(STYLES) else (opts.style or "vanilla") for k in range(len(responses))]
+            styles = [
+                STYLES[k] if len(responses) == len(STYLES) else (opts.style or "vanilla") for k in range(len(responses))
+            ]
         flags = row.get("correct_flags") or [None] * len(responses)
         preds = row.get("preds") or [None] * len(responses)
         q = Question(
@@ -152,7 +153,10 @@ def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
         )
         extra = [{"reference_pred": p, "reference_correct": f} for p, f in zip(preds, flags, strict=False)]
         extra += [{} for _ in range(len(responses) - len(extra))]
-        yield q, _make_paths(q, responses, opts.teacher, [str(s) for s in styles], [str(p) for p in prompts], extra)
+        yield (
+            q,
+            _make_paths(q, responses, opts.teacher, [str(s) for s in styles], [str(p) for p in prompts], extra),
+        )
 
 
 IMPORTERS: dict[str, Importer] = {"mcc-kd": import_mcc_kd, "qr-distill": import_qr_distill}
@@ -196,5 +200,3 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
         tmp_q.unlink(missing_ok=True)
         tmp_p.unlink(missing_ok=True)
     return nq, np_
-
-

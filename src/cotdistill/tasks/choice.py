@@ -61,8 +61,7 @@ class ChoiceFamily(TaskFamily):
         if lenient:
             n = len(question.choices) if question and question.choices else len(LETTERS)
             found = [
-                next(g for g in m.groups() if g)
-                for m in re.finditer(r"\(([A-J])\)|^([A-J])[.)]", body, re.MULTILINE)
+                next(g for g in m.groups() if g) for m in re.finditer(r"\(([A-J])\)|^([A-J])[.)]", body, re.MULTILINE)
             ]
             found = [x for x in found if LETTERS.index(x) < n]
             if found:
