@@ -1,0 +1,30 @@
+"""Shared fixtures: the real multi-path data beside the repo (skipped cleanly when absent)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SVAMP = SHARED / "data" / "svamp-multipath" / "train.json"
+
+
+@pytest.fixture
+def svamp_json() -> Path:
+    """The real SVAMP multi-path file (MCC-KD format) from ../shared; skips when it is not there."""
+    if not SVAMP.exists():
+        pytest.skip(f"real data not available: {SVAMP} is absent (../shared is not beside this checkout)")
+    return SVAMP
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cotdistill ARGS`` in a subprocess with this interpreter; returns the completed process."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cotdistill.cli", *args], capture_output=True, text=True, cwd=cwd, env=full_env
+    )
