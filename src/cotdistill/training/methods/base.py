@@ -1,0 +1,141 @@
+"""The contract between the shared training loop and a method.
+
+A method turns a batch into named losses and log records; it never owns a loop. The loop (``training/loop.py``)
+builds the students, tokenises every example once per student, batches, runs ``Method.compute``, sums
+``losses["total"]``, backpropagates once, clips, steps the optimizers and schedulers, logs every loss component,
+checkpoints (models, optimizers, schedulers, RNG, data order, ``Method.state_dict``) and resumes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from cotdistill.config import RunConfig
+from cotdistill.records import Path, Question
+from cotdistill.rundir import RunDir
+
+
+@dataclass
+class Example:
+    """One training example: a prompt (the zero-shot question prompt) and the target text the student learns."""
+
+    question: Question
+    prompt: str
+    target: str
+    path: Path | None = None  # the teacher path behind ``target`` (None for e.g. step-by-step's answer task)
+    kind: str = "rationale"  # free label a method may use ("rationale", "answer", ...)
+
+
+@dataclass
+class StudentInputs:
+    """One student's tokenisation of a batch, examples in the batch's order (dynamic padding, right-padded)."""
+
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    labels: torch.Tensor  # [B, T], -100 on prompt and padding; loss on response tokens (EOS included)
+
+
+@dataclass
+class StudentOutput:
+    """What ``Student.forward`` returns: per-example mean CE over response tokens and optional extras."""
+
+    loss: torch.Tensor  # [B] per-example mean token CE (differentiable)
+    logits: torch.Tensor  # [B, T, V]
+    token_loss: torch.Tensor  # [B, T] per-token CE (0 where labels == -100)
+    hidden: torch.Tensor | None = None  # [B, H] mean-pooled last hidden state over response tokens (if asked)
+
+
+@dataclass
+class Batch:
+    """A batch as methods see it: examples plus each student's inputs for the same examples."""
+
+    examples: list[Example]
+    inputs: dict[str, StudentInputs]  # student name -> inputs
+
+
+@dataclass
+class StepInfo:
+    """Where the loop is: global optimizer step (0-based), epoch (0-based), and the total step count."""
+
+    step: int
+    epoch: int
+    total_steps: int
+
+
+class StudentHandle(ABC):
+    """A student as methods see it: its name, model, tokenizer and a forward that computes response-token CE."""
+
+    name: str
+    model: nn.Module
+    tokenizer: Any
+
+    @abstractmethod
+    def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
+        """Run the model (autocast as configured) and return per-example losses; ``hidden`` adds pooled states."""
+
+
+@dataclass
+class Computed:
+    """A method's answer for one batch: named scalar losses (``total`` is backpropagated) and log records.
+
+    ``records`` maps a log name (``routing``, ``compact_weights``, ...) to JSON-able dicts; the loop adds
+    ``schema_version``, ``step`` and ``epoch`` and appends them to ``RUN/logs/<name>.jsonl``.
+    """
+
+    losses: dict[str, torch.Tensor]
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    scalars: dict[str, float] = field(default_factory=dict)  # extra per-step numbers for the tracker
+
+
+class Method(ABC):
+    """Base of every training method (sft-single, sft-multi, step-by-step, qr-distill, compact)."""
+
+    name: ClassVar[str]
+    batching: ClassVar[Literal["path", "question"]] = "path"  # "question": all of a question's examples together
+    min_students: ClassVar[int] = 1
+    max_students: ClassVar[int | None] = None
+
+    def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
+        self.cfg = cfg
+        self.students = students
+        self.run = run
+        self.options: dict[str, Any] = dict(cfg.train.options)
+
+    @abstractmethod
+    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+        """Choose and build training examples from the filtered paths (``paths`` yields every path with checks)."""
+
+    @abstractmethod
+    def compute(self, batch: Batch, info: StepInfo) -> Computed:
+        """Forward the students on ``batch`` and return the losses to backpropagate."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Extra trainable modules (a router, regressors); the loop optimises and checkpoints them."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Non-parameter state to checkpoint (EMAs, counters)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        del state
+
+    def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
+        """Hook after each epoch; may return log records like ``Computed.records``."""
+        return {}
+
+
+METHOD_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available to ``cotdistill train --method NAME``."""
+    METHOD_REGISTRY[cls.name] = cls
+    return cls
