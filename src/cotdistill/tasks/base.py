@@ -44,6 +44,10 @@ class TaskFamily(ABC):
         """The task's core prompt: question (and options) followed by the answer-format instruction."""
         return f"{self.render_question(q)}\n\n{self.answer_instruction}"
 
+    def student_prompt(self, q: Question) -> str:
+        """The zero-shot prompt a student is trained and evaluated on (short: tiny students pay for every token)."""
+        return self.render_question(q)
+
     def render_question(self, q: Question) -> str:
         """The question text as shown to a model (choice tasks add their options)."""
         return q.question.strip()
