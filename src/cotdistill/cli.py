@@ -109,6 +109,79 @@ def inspect_cmd(
         out.print(table)
 
 
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    set_: SetOpt = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="default: run_dir of the config, else runs/<name>")
+    ] = None,
+    force: Annotated[
+        list[str] | None, typer.Option("--force", "-f", help="re-run this stage (and what follows)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
+) -> None:
+    """Every stage in order (questions, generate, filter, train, eval, report), skipping current ones."""
+    from cotdistill.pipeline import run_pipeline
+    from cotdistill.stages import resolve_run
+
+    run, cfg = resolve_run(run_dir, config, set_)
+    run_pipeline(run, cfg, tuple(force or ()), until, log=lambda m: console.print(m, highlight=False))
+    report = run.root / "report.html"
+    if report.exists():
+        out.print(f"report: {report}")
+
+
+@app.command("demo")
+def demo_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="where the demo run goes")] = Path("runs/demo"),
+    set_: SetOpt = None,
+) -> None:
+    """The embedded default, offline: lab questions, synthetic teachers, filter, QR-Distill, eval, report."""
+    from importlib.resources import files
+
+    from cotdistill.pipeline import run_pipeline
+    from cotdistill.stages import resolve_run
+
+    config = Path(str(files("cotdistill") / "configs" / "demo.yaml"))
+    run, cfg = resolve_run(run_dir, config, set_)
+    run_pipeline(run, cfg, log=lambda m: console.print(m, highlight=False))
+    out.print(f"report: {run.root / 'report.html'}")
+
+
+@app.command("bench")
+def bench_cmd(
+    config: Annotated[Path, typer.Argument(help="run config YAML (the data and students to compare methods on)")],
+    seeds: Annotated[str, typer.Option(help="comma-separated training seeds")] = "0,1,2",
+    variants: Annotated[str | None, typer.Option(help="comma-separated subset of the bench rows")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default: runs/<name>")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Methods x seeds on one dataset: the methods table and the QR-Distill ablations, mean +- std."""
+    from cotdistill.bench import run_bench
+    from cotdistill.errors import CotdistillError
+    from cotdistill.stages import resolve_run
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise CotdistillError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    run, cfg = resolve_run(run_dir, config, set_)
+    names = [v.strip() for v in variants.split(",")] if variants else None
+    result = run_bench(run, cfg, seed_list, names, log=lambda m: console.print(m, highlight=False))
+    for table_name in ("methods", "ablations"):
+        rows = [r for r in result["rows"] if r["table"] == table_name]
+        if not rows:
+            continue
+        table = Table(title=f"{table_name} (accuracy, mean +- std over seeds {seeds})")
+        for col in ("method", "student", "accuracy"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["method"], r["student"], f"{100 * r['mean']:.1f} +- {100 * r['std']:.1f}")
+        out.print(table)
+    out.print(f"bench: {run.root / 'bench.json'} ({result['seconds']:.0f}s)")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
