@@ -215,3 +215,47 @@ def test_lab_source_through_the_cli(tmp_path: Path) -> None:
     assert Counter(q.task for q in qs) == {"choice": 4, "yesno": 4}
     bad = run_cli("questions", "--out", str(tmp_path / "b"), "--set", "questions.options.date.choicez=[4]")
     assert bad.returncode == 2 and "unknown knob" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"arith": {"steps": [4], "max_number": 50, "distractors": 2}, "compare": {"steps": [3], "max_number": 50}},
+        {"arith": {"steps": [2], "max_number": 5, "max_factor": 2}, "date": {"max_offset": 60, "choices": [2]}},
+        {"date": {"max_offset": 6, "choices": [10], "distractors": 3}, "compare": {"max_gap": 1, "distractors": 1}},
+    ],
+)
+def test_every_knob_setting_keeps_the_contract(options: dict) -> None:
+    """Under any knobs and a fault-heavy teacher: clean paths right and true, faults as recorded."""
+    qs = list(generate_questions(["arith", "date", "compare"], {"train": 90}, 11, options))
+    rates = {"wrong_answer": 0.25, "spurious": 0.25, "truncation": 0.1, "format_drift": 0.1}
+    t = TeacherConfig(name="t", profile={"verbosity": 0.5, "faults": rates})
+    backend = SyntheticBackend(t, 0)
+    kinds = Counter()
+    for req in lab_requests(qs, "t", STYLES):
+        c = backend.complete(req)
+        q, fam = req.question, get_family(req.question.task)
+        kind = c.metadata["faults"][0]["kind"] if c.metadata["faults"] else "clean"
+        kinds[kind] += 1
+        got = fam.extract(c.text, q)
+        false = [x for x, ok in calculations(c.text) if not ok]
+        if kind in ("clean", "spurious"):
+            assert fam.equivalent(got, q.gold) and len(false) == (kind == "spurious"), c.text
+        elif kind == "wrong_answer":
+            assert got is not None and not fam.equivalent(got, q.gold) and false, c.text
+        else:
+            assert got is None
+    n = sum(kinds.values())
+    for kind, rate in rates.items():
+        # spurious needs two steps and a slip needs a wrong answer that exists: a little below the profile rate
+        assert rate - 0.1 < kinds[kind] / n < rate + 0.05, (kind, kinds)
+
+
+def test_repo_config_uses_the_packaged_roster() -> None:
+    from cotdistill.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "lab.yaml")
+    assert [t.model_dump() for t in cfg.teachers] == [t.model_dump() for t in default_teachers()]
+    assert cfg.questions.source == "lab:arith,date,compare"
+    qs = list(generate_questions(["arith", "date", "compare"], {"train": 3}, 0, cfg.questions.options))
+    assert len(qs) == 3

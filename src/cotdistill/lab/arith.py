@@ -41,7 +41,7 @@ SENTENCES = {
     "mul2": ["The number of {items} {he} has doubles."],
     "mul3": ["The number of {items} {he} has triples."],
     "mul": ["{He} ends up with {k} times as many {items} as before."],
-    "pack": ["{He} buys {k} {containers} with {m} {items} in each.", "{He} gets {k} {containers} of {m} {items} each."],
+    "pack": ["{He} buys {k} packs with {m} {items} in each.", "{He} gets {k} packs of {m} {items} each."],
     "div": [
         "{He} puts all the {items} equally into {k} {containers}.",
         "{He} shares the {items} equally among {k} {containers}.",
@@ -128,9 +128,7 @@ def solve(p: dict[str, Any], slip: tuple[int, int] | None = None) -> Solution:
         elif kind == "mul":
             cur = rec.calc(cur, "*", ev["k"], f"{items} after growing {ev['k']} times", f"grown_{len(rec.steps)}")
         elif kind == "pack":
-            packed = rec.calc(
-                ev["k"], "*", ev["m"], f"{items} in the {ev['k']} {p['containers']}", f"in_packs_{len(rec.steps)}"
-            )
+            packed = rec.calc(ev["k"], "*", ev["m"], f"{items} in the {ev['k']} packs", f"in_packs_{len(rec.steps)}")
             cur = rec.calc(cur, "+", packed, f"{items} in total", f"total_{len(rec.steps)}")
         elif kind == "div":
             cur = rec.calc(cur, "/", ev["k"], f"{items} in each {p['container']}", f"each_{len(rec.steps)}")

@@ -23,6 +23,7 @@ class CompareKnobs(Knobs):
     max_number: int = Field(20, ge=5, le=1000, description="largest number written in a question")
     max_factor: int = Field(5, ge=2, le=12, description="largest multiplier")
     distractors: int = Field(0, ge=0, le=3, description="irrelevant sentences with numbers per question")
+    max_gap: int = Field(10, ge=1, description="largest difference between the compared totals (close calls)")
 
 
 SIDE_SENTENCES = {
@@ -85,14 +86,14 @@ def make(rng: random.Random, knobs: CompareKnobs) -> dict[str, Any]:
     target = rng.choice(["yes", "no"])
     a_person, b_person = rng.sample(NAMES, 2)
     items, containers, _ = rng.choice(ITEMS)
-    for _ in range(50):
+    for _ in range(200):
         sa, sb = rng.choice(splits)
         side_a, side_b = _side(rng, sa, knobs), _side(rng, sb, knobs)
         va, vb = _value(side_a), _value(side_b)
         threshold = None
         if qkind == "together":
-            threshold = max(1, va + vb + rng.choice([-1, 1]) * rng.randint(1, 10))
-        elif va == vb:
+            threshold = max(1, va + vb + rng.choice([-1, 1]) * rng.randint(1, knobs.max_gap))
+        elif va == vb or abs(va - vb) > knobs.max_gap:
             continue
         if _verdict(qkind, va, vb, threshold) == target:
             break

@@ -25,7 +25,10 @@ MONTHS = list(calendar.month_name)[1:]
 
 class DateKnobs(Knobs):
     max_offset: int = Field(27, ge=1, le=60, description="largest number of days to move")
-    choices: list[int] = Field(default_factory=lambda: [4, 5, 6], description="allowed numbers of options (2-10)")
+    choices: list[int] = Field(
+        default_factory=lambda: [4, 5, 6],
+        description="allowed numbers of options (2-10; capped by the distinct slip dates, 8-9)",
+    )
     years: list[int] = Field(
         default_factory=lambda: [2019, 2024], min_length=1, description="start years range from min to max of these"
     )

@@ -253,8 +253,11 @@ RENDERERS = {"vanilla": _vanilla, "cot": _cot, "tot": _tot, "program": _program,
 
 def _wrong_solution(rng: random.Random, mod: ModuleType, params: dict[str, Any], sol: Solution, gold: str):
     """A derivation with one slipped step whose final answer exists and differs from gold (None if none)."""
-    cands = [(i, d) for i in range(len(sol.steps)) for d in (1, -1, 2, -2, 3, -3, 7, -7, 10, -10)]
-    rng.shuffle(cands)
+    small = [(i, d) for i in range(len(sol.steps)) for d in (1, -1, 2, -2, 3, -3, 7, -7, 10, -10)]
+    large = [(i, d) for i in range(len(sol.steps)) for d in (11, -11, 12, -12, 15, -15, 20, -20)]
+    rng.shuffle(small)
+    rng.shuffle(large)
+    cands = small + large
     for i, d in cands:
         wrong = sol.steps[i]["result"] + d
         if wrong < 0:
