@@ -259,3 +259,25 @@ def test_repo_config_uses_the_packaged_roster() -> None:
     assert cfg.questions.source == "lab:arith,date,compare"
     qs = list(generate_questions(["arith", "date", "compare"], {"train": 3}, 0, cfg.questions.options))
     assert len(qs) == 3
+
+
+def test_lab_judge_catches_every_arith_fault_and_accepts_clean_paths(lab_run: Path) -> None:
+    from cotdistill.lab.judge import judge_lab_path, stated_calculations
+
+    assert stated_calculations("2 + 3 * 4 = 14, 12 ÷ 4 = 3, 7 x 6 = 43, on 01/09/2021 = ") == [
+        ("2 + 3 * 4 = 14", True),
+        ("12 ÷ 4 = 3", True),
+        ("7 x 6 = 43", False),
+    ]
+    qs = load_questions(lab_run / "questions.jsonl")
+    verdicts = Counter()
+    for p in read_paths(lab_run / "paths.jsonl"):
+        q = qs[p.question_id]
+        kind = p.metadata["faults"][0]["kind"] if p.metadata["faults"] else "clean"
+        valid, reason = judge_lab_path(q, p.text)
+        verdicts[(kind, valid)] += 1
+        if kind == "clean":
+            assert valid, (reason, p.text)
+        elif kind in ("spurious", "wrong_answer"):
+            assert not valid and reason.startswith("false calculation"), p.text
+    assert verdicts[("spurious", False)] > 100 and verdicts[("wrong_answer", False)] > 200
