@@ -24,10 +24,13 @@ def strip_thinking(text: str) -> str | None:
 
 
 def marker_spans(text: str) -> list[tuple[int, str]]:
-    """(position, text after the marker up to the end of its line) for each answer marker, in order."""
+    """(position, text after the marker up to the end of its line) for each answer marker, in order.
+
+    Markdown bold (``**B**``, ``**Answer:** 42``) is dropped from the span: chat models emphasise answers.
+    """
     spans = []
     for m in ANSWER_MARKER.finditer(text):
-        line = text[m.end() :].split("\n", 1)[0].strip()
+        line = text[m.end() :].split("\n", 1)[0].replace("**", "").strip()
         if line:
             spans.append((m.start(), line))
     return spans
