@@ -114,7 +114,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CotdistillError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: a message quoting "[B]" or a file called data[1].json must print as it is
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
