@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cotdistill.errors import CotdistillError
@@ -86,8 +87,9 @@ def inspect_cmd(
         return
     t = stats["total"]
     out.print(
-        f"[bold]{stats['run']}[/]: {stats['questions']} questions, {stats['paths']} paths, "
-        f"answer correct {t['answer_ok']}/{t['paths']} ({t['answer_ok_rate']:.1%})"
+        f"[bold]{escape(stats['run'])}[/]: {stats['questions']} questions, {stats['paths']} paths, "
+        f"answer correct {t['answer_ok']}/{t['paths']} ({t['answer_ok_rate']:.1%})",
+        soft_wrap=True,  # one line however narrow the terminal (scripts grep it)
     )
     for group in ("task", "teacher", "style", "teacher_style"):
         rows = stats[f"by_{group}"]
@@ -98,7 +100,7 @@ def inspect_cmd(
             table.add_column(col, justify="left" if col == group else "right")
         for key, r in rows.items():
             table.add_row(
-                key,
+                escape(key),
                 str(r["paths"]),
                 str(r["answer_ok"]),
                 f"{r['answer_ok_rate']:.1%}",
@@ -114,8 +116,6 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CotdistillError as e:
-        from rich.markup import escape
-
         # escape: a message quoting "[B]" or a file called data[1].json must print as it is
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
