@@ -54,7 +54,7 @@ def questions_cmd(
     if seed is not None:
         cfg.seed = seed
     counts = write_questions(cfg, out_dir)
-    out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})")
+    out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})", soft_wrap=True)
 
 
 @app.command("import")
@@ -70,7 +70,7 @@ def import_cmd(
     from cotdistill.sources.importers import ImportOptions, run_import
 
     nq, np_ = run_import(fmt, src, out_dir, ImportOptions(task=task, teacher=teacher, style=style))
-    out.print(f"imported {nq} questions and {np_} paths into {out_dir}")
+    out.print(f"imported {nq} questions and {np_} paths into {out_dir}", soft_wrap=True)
 
 
 @app.command("inspect")
