@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from cotdistill.sources.importers import ImportOptions, run_import
 
 GOOD_ITEM = {"instruction": "Tom has 3 apples and buys 2. How many now?", "output": ["3 + 2 = 5."], "label": "5"}
 
@@ -225,7 +226,7 @@ def test_questions_duplicate_id(tmp_path: Path):
 def good_run(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     src = _write_mcc(tmp_path / "good.json", [GOOD_ITEM, {**GOOD_ITEM, "output": ["3 + 2 = 6.", "So 5."]}])
-    assert run_cli("import", "mcc-kd", str(src), "--out", str(run)).returncode == 0
+    run_import("mcc-kd", src, run, ImportOptions())  # in-process: only the command under test is a subprocess
     return run
 
 
