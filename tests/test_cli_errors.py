@@ -279,3 +279,18 @@ def test_inspect_empty_questions(good_run: Path):
 def test_inspect_missing_run(tmp_path: Path):
     _assert_user_error(run_cli("inspect", str(tmp_path / "nowhere")), "questions.jsonl", "not found")
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ('question,answer\n1 + 1?,2\n"2 + 2?",4,surplus\n', ("qs.csv:3:", "more values than the 2 header columns")),
+        ('question,answer\n"a question\nover two lines",2\n3 + 3?\n', ("qs.csv:4:", "'answer'", "missing")),
+    ],
+)
+def test_questions_csv_row_shape(tmp_path: Path, content: str, needles: tuple[str, ...]):
+    src = tmp_path / "qs.csv"
+    src.write_text(content, encoding="utf-8")
+    proc = run_cli("questions", "--source", str(src), "--out", str(tmp_path / "run"))
+    _assert_user_error(proc, *needles)
+    _assert_nothing_written(tmp_path / "run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -83,9 +84,13 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise InputError(path, f"array item is a {type(obj).__name__}, expected an object", line=i)
             yield i, obj
         return
-    reader = csv.DictReader(text.splitlines())
-    for i, row in enumerate(reader, 2):  # line 1 is the header
-        yield i, dict(row)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        line = reader.line_num  # the physical line the record ends on (quoted fields may span lines)
+        if None in row:
+            n = len(reader.fieldnames or [])
+            raise InputError(path, f"row has more values than the {n} header columns", line=line)
+        yield line, dict(row)
 
 
 def _item_lines(text: str, n: int) -> list[int]:
