@@ -119,6 +119,8 @@ CASES: list[tuple[str, bool, str | None, str, bool]] = [
     ("<think>Let me compute 6 * 7 = 42. The answer is", False, None, "42", False),  # cut off mid-thought
     ("<think>6 * 7 = 42", True, None, "42", False),  # unclosed think block: no answer even leniently
     ("<THINK>x</THINK>The answer is 8", False, "8", "8", True),
+    ("Hmm, the answer is 3? Let me check.</think> The answer is 4.", False, "4", "4", True),  # template opened it
+    ("Hmm, the answer is 3.</think>", True, None, "3", False),  # thought, then nothing: no answer
     ("First, 6 * 7 = 42. Then we subtract", False, None, "42", False),  # truncated before any answer
     ("The answer is", False, None, "5", False),
     ("The answer is \\boxed{", False, None, "5", False),  # unbalanced box

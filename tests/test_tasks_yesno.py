@@ -94,6 +94,8 @@ CASES: list[tuple[str, bool, str | None, str, bool]] = [
     ("<think>The answer is yes</think> Hard to say.", True, None, "yes", False),
     ("<think>x</think>\n<think>The answer is no</think>\nThe answer is yes", False, "yes", "yes", True),
     ("<Think>no</Think> So yes.", True, "yes", "yes", True),
+    ("Maybe the answer is no...</think>\nThe answer is yes.", False, "yes", "yes", True),
+    ("Maybe the answer is no...</think>", True, None, "no", False),
     ("Whales are mammals because they", False, None, "yes", False),  # truncated before the answer
     ("The answer is", False, None, "yes", False),
     ("The answer is ", True, None, "no", False),
