@@ -191,3 +191,19 @@ def test_math_verify_off_the_main_thread_matches_main_thread():
     # the cases that only math-verify can decide are among them, and came out true off the main thread too
     assert off_main[[r[0] for r in rows].index("\\boxed{\\sqrt{8}}")] == ("\\sqrt{8}", True)
     assert off_main[[r[0] for r in rows].index("\\boxed{x^2+2x+1}")] == ("x^2+2x+1", True)
+
+
+def test_marker_spans_are_verbatim_text():
+    """Callers (e.g. COMPACT's answer-token spans) locate each span in the text: it must be a verbatim slice."""
+    from cotdistill.tasks.base import marker_spans
+    from test_tasks_choice import CASES as CHOICE_CASES
+    from test_tasks_label import CASES as LABEL_CASES
+    from test_tasks_yesno import CASES as YESNO_CASES
+
+    texts = [c[0] for c in CASES + CHOICE_CASES + LABEL_CASES + YESNO_CASES]
+    n = 0
+    for text in texts:
+        for pos, span in marker_spans(text):
+            assert text.index(span, pos) >= pos
+            n += 1
+    assert n > 300

@@ -30,11 +30,11 @@ def strip_thinking(text: str) -> str | None:
 def marker_spans(text: str) -> list[tuple[int, str]]:
     """(position, text after the marker up to the end of its line) for each answer marker, in order.
 
-    Markdown bold (``**B**``, ``**Answer:** 42``) is dropped from the span: chat models emphasise answers.
+    The span is verbatim text (callers locate it in ``text``); families drop markdown bold themselves.
     """
     spans = []
     for m in ANSWER_MARKER.finditer(text):
-        line = text[m.end() :].split("\n", 1)[0].replace("**", "").strip()
+        line = text[m.end() :].split("\n", 1)[0].strip()
         if line:
             spans.append((m.start(), line))
     return spans

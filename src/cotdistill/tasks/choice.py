@@ -39,7 +39,7 @@ class ChoiceFamily(TaskFamily):
         n = len(question.choices) if question and question.choices else len(LETTERS)
         while _WRAPPER.search(span):  # \boxed{B}, \boxed{\text{B}} -> B
             span = _WRAPPER.sub(r"\1", span)
-        span = span.replace("$", " ")
+        span = span.replace("$", " ").replace("**", "")  # $\boxed{B}$, markdown bold **B**
         m = _LETTER.search(span) or _LOWER.match(span)
         if m:
             letter = next(g for g in m.groups() if g).upper()

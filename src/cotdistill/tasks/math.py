@@ -38,7 +38,7 @@ def _strip_dollars(s: str) -> str:
 
 def normalize(ans: str) -> str:
     """Canonical text of a math answer: no currency, thousands commas, units, \\text{}, trailing period."""
-    s = ans.strip()
+    s = ans.replace("**", "").strip()  # markdown bold: "**42**", "**Answer:** 42"
     boxed = find_boxed(s)
     if boxed:
         s = boxed[-1]
