@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cotdistill.errors import CotdistillError
@@ -53,7 +54,7 @@ def questions_cmd(
     if seed is not None:
         cfg.seed = seed
     counts = write_questions(cfg, out_dir)
-    out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})")
+    out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})", soft_wrap=True)
 
 
 @app.command("import")
@@ -69,7 +70,7 @@ def import_cmd(
     from cotdistill.sources.importers import ImportOptions, run_import
 
     nq, np_ = run_import(fmt, src, out_dir, ImportOptions(task=task, teacher=teacher, style=style))
-    out.print(f"imported {nq} questions and {np_} paths into {out_dir}")
+    out.print(f"imported {nq} questions and {np_} paths into {out_dir}", soft_wrap=True)
 
 
 @app.command("inspect")
@@ -86,8 +87,9 @@ def inspect_cmd(
         return
     t = stats["total"]
     out.print(
-        f"[bold]{stats['run']}[/]: {stats['questions']} questions, {stats['paths']} paths, "
-        f"answer correct {t['answer_ok']}/{t['paths']} ({t['answer_ok_rate']:.1%})"
+        f"[bold]{escape(stats['run'])}[/]: {stats['questions']} questions, {stats['paths']} paths, "
+        f"answer correct {t['answer_ok']}/{t['paths']} ({t['answer_ok_rate']:.1%})",
+        soft_wrap=True,  # one line however narrow the terminal (scripts grep it)
     )
     for group in ("task", "teacher", "style", "teacher_style"):
         rows = stats[f"by_{group}"]
@@ -98,7 +100,7 @@ def inspect_cmd(
             table.add_column(col, justify="left" if col == group else "right")
         for key, r in rows.items():
             table.add_row(
-                key,
+                escape(key),
                 str(r["paths"]),
                 str(r["answer_ok"]),
                 f"{r['answer_ok_rate']:.1%}",
@@ -187,7 +189,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CotdistillError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escape: a message quoting "[B]" or a file called data[1].json must print as it is
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

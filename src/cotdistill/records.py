@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cotdistill.errors import InputError
 
@@ -35,6 +35,16 @@ class Question(Record):
     source: str = ""
     split: Split = "train"
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        # every stage grades a question through its family: an unknown one must fail where it is read
+        from cotdistill.tasks import FAMILIES
+
+        if v not in FAMILIES:
+            raise ValueError(f"unknown task family '{v}' (known: {', '.join(sorted(FAMILIES))})")
+        return v
 
 
 class Path(Record):
@@ -67,7 +77,7 @@ def path_id(question_id: str, teacher: str, style: str, sample: int) -> str:
 def _first_error(err: ValidationError) -> tuple[str, str]:
     e = err.errors()[0]
     field = ".".join(str(p) for p in e.get("loc", ())) or None
-    msg = e.get("msg", "invalid value")
+    msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
     if e.get("type") == "missing":
         msg = "missing required field"
     elif e.get("type") == "extra_forbidden":

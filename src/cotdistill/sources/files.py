@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,18 +70,42 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(path, f"malformed JSON: {e.msg} at column {e.colno}", line=e.lineno) from None
-        if isinstance(data, dict):
-            data = data.get("data", data.get("examples", [data]))
-        if not isinstance(data, list):
-            raise InputError(path, "expected a JSON array of objects")
-        for i, obj in enumerate(data, 1):
+        if isinstance(data, list):
+            # number each item by the line it starts on, so errors point into the file
+            numbered = zip(_item_lines(text, len(data)), data, strict=True)
+        else:
+            if isinstance(data, dict):
+                data = data.get("data", data.get("examples", [data]))
+            if not isinstance(data, list):
+                raise InputError(path, "expected a JSON array of objects")
+            numbered = enumerate(data, 1)  # wrapped arrays: items are numbered, not located
+        for i, obj in numbered:
             if not isinstance(obj, dict):
-                raise InputError(path, f"item {i} is a {type(obj).__name__}, expected an object", line=i)
+                raise InputError(path, f"array item is a {type(obj).__name__}, expected an object", line=i)
             yield i, obj
         return
-    reader = csv.DictReader(text.splitlines())
-    for i, row in enumerate(reader, 2):  # line 1 is the header
-        yield i, dict(row)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        line = reader.line_num  # the physical line the record ends on (quoted fields may span lines)
+        if None in row:
+            n = len(reader.fieldnames or [])
+            raise InputError(path, f"row has more values than the {n} header columns", line=line)
+        yield line, dict(row)
+
+
+def _item_lines(text: str, n: int) -> list[int]:
+    """The line on which each of the ``n`` items of the top-level JSON array in ``text`` starts."""
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[\s,]*")
+    pos = ws.match(text, text.index("[") + 1).end()
+    line, counted, out = 1, 0, []
+    for _ in range(n):
+        line += text.count("\n", counted, pos)
+        counted = pos
+        out.append(line)
+        _, end = decoder.raw_decode(text, pos)
+        pos = ws.match(text, end).end()
+    return out
 
 
 def _decode(raw: bytes, path: Path, lineno: int | None) -> str:

@@ -84,7 +84,7 @@ def import_mcc_kd(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
     """MCC-KD JSON array: each item's ``output`` paths become paths of one teacher in one style."""
     task = opts.task or "math"
     style = opts.style or "cot"
-    for i, row in iter_rows(src):
+    for index, (i, row) in enumerate(iter_rows(src)):
         instr = _require(row, "instruction", src, i, (str,))
         label = _require(row, "label", src, i, (str, int, float))
         if "output" in row:
@@ -100,7 +100,7 @@ def import_mcc_kd(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
         if not instr.strip():
             raise InputError(src, "empty question text", line=i, field="instruction")
         q = Question(
-            id=f"{src.stem}-{i - 1}",
+            id=f"{src.stem}-{index}",
             task=task,
             question=instr.strip(),
             gold=str(label),

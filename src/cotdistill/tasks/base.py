@@ -16,15 +16,22 @@ _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 
 def strip_thinking(text: str) -> str | None:
-    """Drop ``<think>...</think>`` blocks; None when a think block was never closed (cut off mid-thought)."""
+    """Drop ``<think>...</think>`` blocks; None when a think block was never closed (cut off mid-thought).
+
+    A ``</think>`` with no opening tag (chat templates that open the block inside the prompt, as R1-style
+    models do) ends the thinking: only the text after it is the response.
+    """
     text = _THINK_BLOCK.sub(" ", text)
     if re.search(r"<think>", text, re.IGNORECASE):
         return None
-    return text.replace("</think>", " ")
+    return re.split(r"</think>", text, flags=re.IGNORECASE)[-1]
 
 
 def marker_spans(text: str) -> list[tuple[int, str]]:
-    """(position, text after the marker up to the end of its line) for each answer marker, in order."""
+    """(position, text after the marker up to the end of its line) for each answer marker, in order.
+
+    The span is verbatim text (callers locate it in ``text``); families drop markdown bold themselves.
+    """
     spans = []
     for m in ANSWER_MARKER.finditer(text):
         line = text[m.end() :].split("\n", 1)[0].strip()

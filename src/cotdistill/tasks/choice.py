@@ -11,6 +11,10 @@ LETTERS = "ABCDEFGHIJ"
 # (B)  [B]  B)  B.  B:  B  -- a standalone capital letter, optionally bracketed
 _LETTER = re.compile(r"(?:\(([A-J])\)|\[([A-J])\]|(?<![\w'])([A-J])(?:[).:,]|\s|$)(?!\w))")
 
+# a lower-case letter counts only where it cannot be a word: bracketed "(b)", or the whole statement "b."
+_LOWER = re.compile(r"\s*(?:\(([a-j])\)|\[([a-j])\]|([a-j])[.)]?\s*$)")
+_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm)\s*\{([^{}]*)\}")
+
 
 def _norm_text(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
@@ -33,9 +37,12 @@ class ChoiceFamily(TaskFamily):
 
     def _letter_in(self, span: str, question: Question | None) -> str | None:
         n = len(question.choices) if question and question.choices else len(LETTERS)
-        m = _LETTER.search(span)
+        while _WRAPPER.search(span):  # \boxed{B}, \boxed{\text{B}} -> B
+            span = _WRAPPER.sub(r"\1", span)
+        span = span.replace("$", " ").replace("**", "")  # $\boxed{B}$, markdown bold **B**
+        m = _LETTER.search(span) or _LOWER.match(span)
         if m:
-            letter = next(g for g in m.groups() if g)
+            letter = next(g for g in m.groups() if g).upper()
             if LETTERS.index(letter) < n:
                 return letter
         if question and question.choices:

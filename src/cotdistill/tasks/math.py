@@ -12,6 +12,7 @@ from cotdistill.tasks.base import TaskFamily, marker_spans, strip_thinking
 _NUM = r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|[-−]?\.\d+"
 NUMBER = re.compile(rf"(?<![\w.])(?:{_NUM})(?![\d])")
 _LATEX_CMD = re.compile(r"\\(?:d?frac|tfrac|sqrt|pi|cdot|times|infty|left|right|pm)\b|\^|_\{")
+_CALC = re.compile(rf"\s*(?:{_NUM})\s*[-+*/×x÷·]\s*[\d(]")
 _CURRENCY = re.compile(r"[$€£¥₹]|\\\$|\bUSD\b|\bdollars?\b|\bcents?\b", re.IGNORECASE)
 
 
@@ -37,11 +38,12 @@ def _strip_dollars(s: str) -> str:
 
 def normalize(ans: str) -> str:
     """Canonical text of a math answer: no currency, thousands commas, units, \\text{}, trailing period."""
-    s = ans.strip()
+    s = ans.replace("**", "").strip()  # markdown bold: "**42**", "**Answer:** 42"
     boxed = find_boxed(s)
     if boxed:
         s = boxed[-1]
     s = _strip_dollars(s) if s.count("$") >= 2 and not re.fullmatch(r"\$\s*[\d.,]+", s) else s
+    s = re.sub(r"\\[()\[\]]", " ", s)  # \( \) \[ \] math delimiters
     s = re.sub(r"\\text\{[^}]*\}|\\mbox\{[^}]*\}", " ", s)
     s = s.replace("\\!", "").replace("\\,", "").replace("\\%", "%").replace("^\\circ", "").replace("°", "")
     s = s.replace("−", "-").replace("\\$", "")
@@ -53,6 +55,9 @@ def normalize(ans: str) -> str:
     if nums:
         # "32 wrappers", "1,234.5 m", "x = 7" -> the (first) number of the final statement
         stripped = re.sub(r"^[a-zA-Z]\s*=\s*", "", s)
+        if "=" in stripped and _CALC.match(stripped):
+            # "7 - 2 = 5", "3 * 4 = 12 cookies": the statement is a calculation; its result is the answer
+            stripped = stripped.rsplit("=", 1)[1]
         m = NUMBER.match(stripped.strip())
         num = m.group(0) if m else nums[0]
         num = re.sub(r"\s+", "", num).replace(",", "").replace("−", "-")
