@@ -109,6 +109,22 @@ def inspect_cmd(
         out.print(table)
 
 
+@app.command("generate")
+def generate_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory (holds questions.jsonl)")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write reasoning paths: teachers x styles x questions x samples into RUN/paths.jsonl (resumable)."""
+    from cotdistill.generation import run_generate
+    from cotdistill.stages import resolve_run
+
+    run_dir, cfg = resolve_run(run, config, set_)
+    summary = run_generate(run_dir, cfg, console=console)
+    done = sum(t.completed + t.cached for t in summary.teachers.values())
+    out.print(f"generate: {done} new paths in {run_dir.paths}, {summary.failed} failed")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
