@@ -8,6 +8,7 @@ body (a dict, or raw text for malformed bodies) and headers (e.g. ``Retry-After`
         client = OpenAI(base_url=srv.base_url, api_key="x")
 
 The ``chat_server`` fixture gives a running server; a test sets ``chat_server.reply = fn`` to script it.
+Use it with ``from chat_server import chat_server_fixture  # noqa: F401`` in the test module.
 """
 
 from __future__ import annotations
@@ -205,8 +206,8 @@ class ChatServer:
         self.stop()
 
 
-@pytest.fixture
-def chat_server() -> Any:
+@pytest.fixture(name="chat_server")
+def chat_server_fixture() -> Any:
     """A running :class:`ChatServer` on 127.0.0.1 (script it with ``chat_server.reply = fn``)."""
     with ChatServer() as srv:
         yield srv

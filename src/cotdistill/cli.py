@@ -128,7 +128,11 @@ def generate_cmd(
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer turns Ctrl-C into Exit(130), returned (not raised) here
+            if rc == 130:
+                console.print("[yellow]interrupted[/]")
+            sys.exit(rc)
     except CotdistillError as e:
         console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
