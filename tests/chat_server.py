@@ -131,6 +131,7 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms Nagle stalls
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass

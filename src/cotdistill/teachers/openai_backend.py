@@ -144,6 +144,8 @@ class OpenAIBackend(TeacherBackend):
             await client.close()
 
     async def _complete(self, client, limiter: _RateLimiter, req: GenRequest) -> Completion:
+        from openai.types.chat import ChatCompletion
+
         cfg = self.cfg
         attempt = 0
         while True:
@@ -159,7 +161,9 @@ class OpenAIBackend(TeacherBackend):
                 )
                 if cfg.send_seed:
                     kwargs["seed"] = req.seed
-                resp = await client.chat.completions.create(**kwargs)
+                # client.post skips the SDK's per-field param transform (~2 ms of CPU per request, a no-op for
+                # our plain-JSON body) but keeps its auth, timeout, error types and response parsing
+                resp = await client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
                 if not getattr(resp, "choices", None):
                     raise MalformedResponse("reply has no choices")
                 choice = resp.choices[0]
