@@ -57,6 +57,7 @@ class Reply:
     hang: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens); default from word counts
+    choices: list[str] | None = None  # one text per choice (default: ``content`` repeated, n times when asked)
 
 
 def default_reply(req: ChatRequest) -> Reply:
@@ -68,9 +69,10 @@ def default_reply(req: ChatRequest) -> Reply:
 def completion_body(req: ChatRequest, reply: Reply) -> dict[str, Any]:
     """The chat-completions JSON for ``reply.content``."""
     body = req.body or {}
+    texts = reply.choices if reply.choices is not None else [reply.content] * int(body.get("n") or 1)
     prompt_tokens, completion_tokens = reply.usage or (
         sum(len(str(m.get("content", "")).split()) for m in req.messages),
-        len(reply.content.split()),
+        sum(len(t.split()) for t in texts),
     )
     return {
         "id": f"chatcmpl-{req.index}",
@@ -78,12 +80,8 @@ def completion_body(req: ChatRequest, reply: Reply) -> dict[str, Any]:
         "created": int(time.time()),
         "model": body.get("model", "test-model"),
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
+            for i, t in enumerate(texts)
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,

@@ -160,3 +160,35 @@ def test_connection_refused_is_retried_then_recorded() -> None:
     got = _run(backend, _reqs(1))
     c = got["q0|t|cot|0"]
     assert c.text is None and c.retries == 2 and "Connection" in c.error
+
+
+def _sample_reqs(n_questions: int, samples: int) -> list[GenRequest]:
+    out = []
+    for i in range(n_questions):
+        q = Question(id=f"q{i}", task="math", question=f"What is {i} + 1?", gold=str(i + 1))
+        for k in range(samples):
+            msgs = [{"role": "user", "content": f"Q{i}"}]
+            out.append(GenRequest(key=f"q{i}|t|cot|{k}", question=q, style="cot", sample=k, messages=msgs, seed=k))
+    return out
+
+
+def test_n_per_request_asks_once_per_prompt(chat_server: ChatServer) -> None:
+    chat_server.reply = lambda r: Reply(
+        choices=[f"{r.user_text} c{j}" for j in range(r.body.get("n", 1))], usage=(10, 9)
+    )
+    backend = OpenAIBackend(_cfg(chat_server.base_url, n_per_request=True), seed=0)
+    got = _run(backend, _sample_reqs(4, 3))
+    assert chat_server.count == 4 and all(r.body["n"] == 3 for r in chat_server.requests)
+    assert {k: c.text for k, c in got.items()} == {f"q{i}|t|cot|{k}": f"Q{i} c{k}" for i in range(4) for k in range(3)}
+    # the prompt is paid once per request; completion tokens are shared out without loss
+    assert sum(c.usage["prompt_tokens"] for c in got.values()) == 4 * 10
+    assert sum(c.usage["completion_tokens"] for c in got.values()) == 4 * 9
+
+
+def test_n_per_request_with_a_server_that_ignores_n(chat_server: ChatServer) -> None:
+    chat_server.reply = lambda r: Reply(choices=[f"{r.user_text} seed {r.body['seed']}"])
+    backend = OpenAIBackend(_cfg(chat_server.base_url, n_per_request=True), seed=0)
+    got = _run(backend, _sample_reqs(2, 3))
+    assert len(got) == 6 and all(c.text for c in got.values())
+    assert chat_server.count == 6  # the rest was asked for again, one choice at a time
+    assert len({c.text for c in got.values()}) == 6  # each re-ask carries the next sample's own seed

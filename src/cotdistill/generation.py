@@ -33,7 +33,17 @@ from cotdistill.teachers.styles import Style, select_styles
 CACHE_FILE = "generate.jsonl"
 FAILURES_FILE = "generate_failures.jsonl"
 # settings that change what a backend writes (operational knobs such as concurrency or timeouts do not)
-_OUTPUT_SETTINGS = ("backend", "model", "base_url", "temperature", "top_p", "max_tokens", "send_seed", "profile")
+_OUTPUT_SETTINGS = (
+    "backend",
+    "model",
+    "base_url",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "send_seed",
+    "n_per_request",
+    "profile",
+)
 
 
 @dataclass

@@ -114,26 +114,39 @@ class OpenAIBackend(TeacherBackend):
         if requests:
             asyncio.run(self._run(list(requests), on_result))
 
+    def _groups(self, requests: list[GenRequest]) -> list[list[GenRequest]]:
+        """One request per HTTP call, or with ``n_per_request`` all samples of one prompt together (n=k)."""
+        if not self.cfg.n_per_request:
+            return [[r] for r in requests]
+        groups: dict[tuple[str, str, str], list[GenRequest]] = {}
+        for r in requests:
+            groups.setdefault((r.question.id, r.style, repr(r.messages)), []).append(r)
+        return list(groups.values())
+
     async def _run(self, requests: list[GenRequest], on_result: OnResult) -> None:
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(api_key=self._key, base_url=self.cfg.base_url, max_retries=0, timeout=self.cfg.timeout_s)
         limiter = _RateLimiter(self.cfg.requests_per_minute)
-        queue: asyncio.Queue[GenRequest] = asyncio.Queue()
-        for r in requests:
-            queue.put_nowait(r)
+        queue: asyncio.Queue[list[GenRequest]] = asyncio.Queue()
+        groups = self._groups(requests)
+        for g in groups:
+            queue.put_nowait(g)
 
         async def worker() -> None:
             while True:
                 try:
-                    req = queue.get_nowait()
+                    group = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                comp = await self._complete(client, limiter, req)
-                on_result(req, comp)
+                comps = await self._complete(client, limiter, group)
+                for req, comp in zip(group, comps, strict=False):
+                    on_result(req, comp)
+                if len(comps) < len(group):  # the server returned fewer choices than n: ask again for the rest
+                    queue.put_nowait(group[len(comps) :])
 
         try:
-            workers = [asyncio.create_task(worker()) for _ in range(min(self.cfg.concurrency, len(requests)))]
+            workers = [asyncio.create_task(worker()) for _ in range(min(self.cfg.concurrency, len(groups)))]
             try:
                 await asyncio.gather(*workers)
             finally:
@@ -143,10 +156,12 @@ class OpenAIBackend(TeacherBackend):
         finally:
             await client.close()
 
-    async def _complete(self, client, limiter: _RateLimiter, req: GenRequest) -> Completion:
+    async def _complete(self, client, limiter: _RateLimiter, group: list[GenRequest]) -> list[Completion]:
+        """Completions for the first k requests of ``group`` (k >= 1), or an error for each after all retries."""
         from openai.types.chat import ChatCompletion
 
         cfg = self.cfg
+        req = group[0]
         attempt = 0
         while True:
             await limiter.wait()
@@ -159,33 +174,38 @@ class OpenAIBackend(TeacherBackend):
                     top_p=cfg.top_p,
                     max_tokens=cfg.max_tokens,
                 )
+                if len(group) > 1:
+                    kwargs["n"] = len(group)
                 if cfg.send_seed:
                     kwargs["seed"] = req.seed
                 # client.post skips the SDK's per-field param transform (~2 ms of CPU per request, a no-op for
                 # our plain-JSON body) but keeps its auth, timeout, error types and response parsing
                 resp = await client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
-                if not getattr(resp, "choices", None):
-                    raise MalformedResponse("reply has no choices")
-                choice = resp.choices[0]
-                text = choice.message.content if choice.message is not None else None
-                if not isinstance(text, str):
-                    raise MalformedResponse("reply has no message content")
-                usage = {}
+                choices = sorted(getattr(resp, "choices", None) or [], key=lambda c: c.index or 0)
+                texts = [c.message.content if c.message is not None else None for c in choices][: len(group)]
+                if not texts or not all(isinstance(t, str) for t in texts):
+                    raise MalformedResponse("reply has no choices" if not texts else "reply has no message content")
+                pt = ct = 0
                 if resp.usage is not None:
-                    usage = {
-                        "prompt_tokens": int(resp.usage.prompt_tokens or 0),
-                        "completion_tokens": int(resp.usage.completion_tokens or 0),
-                    }
-                meta = {"finish_reason": choice.finish_reason, "model": resp.model, "retries": attempt}
-                return Completion(text=text, usage=usage, retries=attempt, metadata=meta)
+                    pt, ct = int(resp.usage.prompt_tokens or 0), int(resp.usage.completion_tokens or 0)
+                out = []
+                for i, (text, choice) in enumerate(zip(texts, choices, strict=False)):
+                    # one prompt paid once: its tokens go to the first path; completion tokens are shared out
+                    share = ct // len(texts) + (ct % len(texts) if i == 0 else 0)
+                    usage = {"prompt_tokens": pt if i == 0 else 0, "completion_tokens": share}
+                    meta = {"finish_reason": choice.finish_reason, "model": resp.model, "retries": attempt}
+                    if len(group) > 1:
+                        meta["n"] = len(group)
+                    out.append(Completion(text=text, usage=usage, retries=attempt, metadata=meta))
+                return out
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (classified below; unknown kinds are not retried)
                 retryable, retry_after = _classify(exc)
                 if not retryable or attempt >= cfg.max_retries:
-                    self.stats.failures += 1
+                    self.stats.failures += len(group)
                     msg = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
-                    return Completion(text=None, error=msg, retries=attempt)
+                    return [Completion(text=None, error=msg, retries=attempt) for _ in group]
                 base = min(MAX_BACKOFF_S, cfg.retry_backoff_s * 2**attempt)
                 delay = base / 2 + self._rng.uniform(0, base / 2)  # "equal jitter"
                 if retry_after is not None:
