@@ -24,7 +24,7 @@ from chat_server import (
 )
 from conftest import REPO, run_cli
 from cotdistill.config import RunConfig
-from cotdistill.generation import run_generate
+from cotdistill.generation import pending_paths, run_generate
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import Question, path_id, read_paths
 from cotdistill.rundir import RunDir
@@ -68,7 +68,9 @@ def test_generate_writes_every_path_and_never_resends(tmp_path: Path, chat_serve
     chat_server.reply = answer_reply
     run = make_run(tmp_path)
     cfg = RunConfig.model_validate(config(chat_server.base_url))
+    assert pending_paths(run, cfg) == 40
     s = run_generate(run, cfg)
+    assert pending_paths(run, cfg) == 0
     paths = list(read_paths(run.paths))
     assert {p.id for p in paths} == expected_ids(5) and len(paths) == 40
     assert chat_server.count == 40
@@ -294,3 +296,20 @@ def test_synthetic_backend_is_imported_lazily_with_a_clear_error() -> None:
     else:
         with pytest.raises(CotdistillError, match="cotdistill.lab.synthetic"):
             build_backend(TeacherConfig(name="s", backend="synthetic"), seed=0)
+
+
+def test_backend_works_inside_a_running_event_loop(tmp_path: Path, chat_server: ChatServer) -> None:
+    """As in a notebook: generate() is called while an asyncio loop is running on this thread."""
+    import asyncio
+
+    from cotdistill.teachers import build_backend
+
+    chat_server.reply = answer_reply
+    run = make_run(tmp_path, n=2)
+    cfg = RunConfig.model_validate(config(chat_server.base_url, styles=["cot"], samples=1))
+
+    async def main() -> None:
+        run_generate(run, cfg, backends={t.name: build_backend(t, 0) for t in cfg.teachers})
+
+    asyncio.run(main())
+    assert sorted(p.id for p in read_paths(run.paths)) == sorted(expected_ids(2, styles=("cot",), samples=1))

@@ -145,6 +145,20 @@ def _load_questions(run: RunDir, splits: list[str]) -> list[Question]:
     return qs
 
 
+def pending_paths(run: RunDir, cfg: RunConfig) -> int:
+    """How many configured paths are not yet in ``paths.jsonl`` (0: the stage is complete, ``run`` may skip it)."""
+    styles = select_styles(cfg.generate.styles, cfg.generate.style_dirs)
+    questions = _load_questions(run, cfg.generate.splits)
+    done = existing_path_ids(run.paths)
+    return sum(
+        path_id(q.id, t.name, st.name, s) not in done
+        for t in cfg.teachers
+        for q in questions
+        for st in styles
+        for s in range(cfg.generate.samples)
+    )
+
+
 def _progress(console: Console | None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

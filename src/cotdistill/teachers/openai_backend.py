@@ -111,8 +111,18 @@ class OpenAIBackend(TeacherBackend):
 
     def generate(self, requests: Sequence[GenRequest], on_result: OnResult) -> None:
         """Complete every request; ``on_result`` runs on this thread as each one finishes."""
-        if requests:
+        if not requests:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             asyncio.run(self._run(list(requests), on_result))
+            return
+        # called from inside an event loop (a notebook): run ours on a worker thread, results in order there
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self._run(list(requests), on_result)).result()
 
     def _groups(self, requests: list[GenRequest]) -> list[list[GenRequest]]:
         """One request per HTTP call, or with ``n_per_request`` all samples of one prompt together (n=k)."""
