@@ -215,8 +215,9 @@ def run_generate(
         if o.get("key") in wanted and isinstance(o.get("text"), str):
             cached[o["key"]] = o
 
-    paths_out = JsonlAppender(run.paths)
-    cache_out = JsonlAppender(cache_path)
+    # every line is flushed (a killed process loses nothing); fsync (power loss) is rare, so it never stalls I/O
+    paths_out = JsonlAppender(run.paths, fsync_every=4096)
+    cache_out = JsonlAppender(cache_path, fsync_every=4096)
     fail_out: JsonlAppender | None = None
     progress = _progress(console)
     built: list[TeacherBackend] = []
