@@ -73,6 +73,7 @@ def _serve(latency: float, port_q: multiprocessing.Queue, stop: multiprocessing.
     with ChatServer(reply=lambda r: Reply(content="Step 1: add.\nThe answer is 4.", delay=latency)) as srv:
         port_q.put(srv.base_url)
         stop.wait()
+        port_q.put((time.process_time(), srv.count))  # the server's CPU seconds and requests served
 
 
 def median(xs: list[float]) -> float:
@@ -108,9 +109,11 @@ def main() -> None:
         serial = time_backend(url, serial_n, 1)
     finally:
         stop.set()
+        server_cpu, served = port_q.get(timeout=60)
         server.join(timeout=10)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"client CPU per request (backend runs): {cpu_per_req * 1000:.2f} ms")
+    print(f"test-server CPU per request: {server_cpu / served * 1000:.2f} ms ({served} served)")
     print(f"{a.requests} requests, {a.latency * 1000:.0f} ms latency, concurrency {a.concurrency}")
     print(f"ideal (N*L/C)              {ideal:.3f} s")
     report("backend alone ", backend, ideal)

@@ -182,6 +182,17 @@ def _wait_for_lines(p: Path, n: int, proc: subprocess.Popen) -> None:
     raise AssertionError(f"{p} never reached {n} lines")
 
 
+def _wait_until_quiet(server: ChatServer) -> None:
+    last, still = -1, 0
+    for _ in range(500):  # bounded: until the count is unchanged for 10 polls of 20 ms
+        n = server.count
+        still = still + 1 if n == last else 0
+        if still >= 10:
+            return
+        last = n
+        time.sleep(0.02)
+
+
 def test_sigkill_mid_run_then_resume_gives_every_path_exactly_once(tmp_path: Path, chat_server: ChatServer) -> None:
     chat_server.reply = lambda r: Reply(content=answer_reply(r).content, delay=0.03)
     run = make_run(tmp_path / "run", n=12)
@@ -193,6 +204,7 @@ def test_sigkill_mid_run_then_resume_gives_every_path_exactly_once(tmp_path: Pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    _wait_until_quiet(chat_server)  # requests the dead client sent must be counted before the reset below
     killed_at = chat_server.count
     cache_entries = (
         len({o["key"] for o in lines(run.cache / "generate.jsonl")}) if (run.cache / "generate.jsonl").exists() else 0
