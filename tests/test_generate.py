@@ -325,3 +325,15 @@ def test_backend_works_inside_a_running_event_loop(tmp_path: Path, chat_server: 
 
     asyncio.run(main())
     assert sorted(p.id for p in read_paths(run.paths)) == sorted(expected_ids(2, styles=("cot",), samples=1))
+
+
+def test_a_missing_key_fails_before_any_teacher_starts(tmp_path: Path, chat_server: ChatServer, monkeypatch) -> None:
+    from cotdistill.errors import ConfigError
+
+    monkeypatch.delenv("COTD_UNSET_VAR", raising=False)
+    run = make_run(tmp_path)
+    data = config(chat_server.base_url)
+    data["teachers"][1]["api_key_env"] = "COTD_UNSET_VAR"
+    with pytest.raises(ConfigError, match="teacher 'b'.*COTD_UNSET_VAR is not set"):
+        run_generate(run, RunConfig.model_validate(data))
+    assert chat_server.count == 0 and not run.paths.exists()

@@ -215,12 +215,18 @@ def run_generate(
         if o.get("key") in wanted and isinstance(o.get("text"), str):
             cached[o["key"]] = o
 
+    # build every backend that will be needed before any work starts: a missing key or model fails fast
+    needed = [t for t, todo in plans if any(keys.get(r.key) not in cached for r in todo)]
+    ready: dict[str, TeacherBackend] = {
+        t.name: (backends or {}).get(t.name) or build_backend(t, cfg.seed) for t in needed
+    }
+    built = list(ready.values())
+
     # every line is flushed (a killed process loses nothing); fsync (power loss) is rare, so it never stalls I/O
     paths_out = JsonlAppender(run.paths, fsync_every=4096)
     cache_out = JsonlAppender(cache_path, fsync_every=4096)
     fail_out: JsonlAppender | None = None
     progress = _progress(console)
-    built: list[TeacherBackend] = []
     try:
         with progress:
             for t, todo in plans:
@@ -302,10 +308,8 @@ def run_generate(
                     tick()
 
                 if to_send:
-                    backend = (backends or {}).get(t.name) or build_backend(t, cfg.seed)
-                    built.append(backend)
                     try:
-                        backend.generate(to_send, on_result)
+                        ready[t.name].generate(to_send, on_result)
                     finally:
                         ts.seconds = time.perf_counter() - start
                 else:
