@@ -337,3 +337,17 @@ def test_a_missing_key_fails_before_any_teacher_starts(tmp_path: Path, chat_serv
     with pytest.raises(ConfigError, match="teacher 'b'.*COTD_UNSET_VAR is not set"):
         run_generate(run, RunConfig.model_validate(data))
     assert chat_server.count == 0 and not run.paths.exists()
+
+
+def test_a_backend_reporting_twice_never_duplicates_a_path(tmp_path: Path) -> None:
+    class Stutter(TeacherBackend):
+        def generate(self, requests, on_result):
+            for r in requests:
+                on_result(r, Completion(text="The answer is 1."))
+                on_result(r, Completion(text="The answer is 2."))
+
+    run = make_run(tmp_path, n=2)
+    cfg = RunConfig.model_validate(config("http://127.0.0.1:9/v1"))
+    run_generate(run, cfg, backends={"a": Stutter(), "b": Stutter()})
+    recs = lines(run.paths)
+    assert sorted(x["id"] for x in recs) == sorted(expected_ids(2)) and {x["answer"] for x in recs} == {"1"}

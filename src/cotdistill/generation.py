@@ -226,6 +226,7 @@ def run_generate(
     paths_out = JsonlAppender(run.paths, fsync_every=4096)
     cache_out = JsonlAppender(cache_path, fsync_every=4096)
     fail_out: JsonlAppender | None = None
+    written: set[str] = set()
     progress = _progress(console)
     try:
         with progress:
@@ -235,6 +236,9 @@ def run_generate(
                 start = time.perf_counter()
 
                 def write_path(req: GenRequest, text: str, usage: dict[str, int], meta: dict[str, Any], t=t) -> None:
+                    if req.key in written:  # a backend that reports a request twice never duplicates a path
+                        return
+                    written.add(req.key)
                     fam = get_family(req.question.task)
                     p = Path(
                         id=req.key,
