@@ -351,3 +351,28 @@ def test_a_backend_reporting_twice_never_duplicates_a_path(tmp_path: Path) -> No
     run_generate(run, cfg, backends={"a": Stutter(), "b": Stutter()})
     recs = lines(run.paths)
     assert sorted(x["id"] for x in recs) == sorted(expected_ids(2)) and {x["answer"] for x in recs} == {"1"}
+
+
+def test_generate_on_real_imported_svamp_keeps_imported_paths(
+    tmp_path: Path, svamp_json: Path, chat_server: ChatServer
+) -> None:
+    """Real questions (SVAMP, imported with its 10 paths each): new teacher paths are appended after them."""
+    run = RunDir.at(tmp_path / "svamp")
+    r = run_cli("import", "mcc-kd", str(svamp_json), "--out", str(run.root))
+    assert r.returncode == 0, r.stderr
+    imported = run.paths.read_text()
+    chat_server.reply = lambda req: Reply(content="Step 1: compute.\nThe answer is 7.")
+    cfg = RunConfig.model_validate(
+        {
+            "teachers": [teacher("t", chat_server.base_url, concurrency=32)],
+            "generate": {"styles": ["backward"]},
+        }
+    )
+    s = run_generate(run, cfg)
+    nq = sum(1 for _ in run.questions.read_text().splitlines())
+    assert s.teachers["t"].completed == nq == chat_server.count
+    text = run.paths.read_text()
+    assert text.startswith(imported)  # the imported paths are untouched
+    new = [json.loads(x) for x in text[len(imported) :].splitlines()]
+    assert len(new) == nq and all(p["teacher"] == "t" and p["answer"] == "7" for p in new)
+    assert all("verify" in p["prompt"] and p["prompt"].count("The answer is N.") == 1 for p in new)
