@@ -184,10 +184,30 @@ def bench_cmd(
     out.print(f"bench: {run.root / 'bench.json'} ({result['seconds']:.0f}s)")
 
 
+@app.command("generate")
+def generate_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory (holds questions.jsonl)")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write reasoning paths: teachers x styles x questions x samples into RUN/paths.jsonl (resumable)."""
+    from cotdistill.generation import run_generate
+    from cotdistill.stages import resolve_run
+
+    run_dir, cfg = resolve_run(run, config, set_)
+    summary = run_generate(run_dir, cfg, console=console)
+    done = sum(t.completed + t.cached for t in summary.teachers.values())
+    out.print(f"generate: {done} new paths in {run_dir.paths}, {summary.failed} failed")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer turns Ctrl-C into Exit(130), returned (not raised) here
+            if rc == 130:
+                console.print("[yellow]interrupted[/]")
+            sys.exit(rc)
     except CotdistillError as e:
         # escape: a message quoting "[B]" or a file called data[1].json must print as it is
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -57,6 +57,12 @@ class TeacherConfig(Section):
     timeout_s: float = Field(60.0, gt=0)
     batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call")
     profile: dict[str, Any] = Field(default_factory=dict, description="synthetic: fault rates and verbosity")
+    retry_backoff_s: float = Field(1.0, ge=0, description="openai: first retry delay; doubles per retry, jittered")
+    send_seed: bool = Field(True, description="openai: send a per-request seed (false for servers that reject it)")
+    n_per_request: bool = Field(
+        False, description="openai: all samples of a prompt in one request (n=k): the prompt is paid once"
+    )
+    device: str | None = Field(None, description="hf: torch device (default cuda when available, else cpu)")
 
     @model_validator(mode="before")
     @classmethod

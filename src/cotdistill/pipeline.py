@@ -41,9 +41,15 @@ def _questions(run: RunDir, cfg: RunConfig) -> Any:
 
 
 def _generate(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.generation import run_generation
+    from cotdistill.generation import run_generate
 
-    return run_generation(run, cfg)
+    summary = run_generate(run, cfg)
+    if summary.failed:
+        raise CotdistillError(
+            f"generate: {summary.failed} request(s) failed after retries (see {run.logs}/generate_failures.jsonl); "
+            "the finished paths are kept, run again to retry the rest"
+        )
+    return summary
 
 
 def _filter(run: RunDir, cfg: RunConfig) -> Any:

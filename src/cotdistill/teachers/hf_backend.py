@@ -1,0 +1,126 @@
+"""A local transformers causal LM as a teacher: an HF directory, or a GGUF file (loaded with ``gguf_file=``).
+
+Batched generation with left padding; the model's chat template when the tokenizer has one, else a plain
+prompt. Sampling follows the teacher's temperature / top_p (greedy at temperature 0), seeded per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cotdistill.config import TeacherConfig
+from cotdistill.errors import ConfigError
+from cotdistill.teachers.base import Completion, GenRequest, OnResult, TeacherBackend
+
+
+def split_model_path(model: str) -> tuple[str, dict[str, Any]]:
+    """(directory or hub id, extra from_pretrained kwargs): a ``.gguf`` file loads from its folder."""
+    if model.lower().endswith(".gguf"):
+        p = Path(model)
+        if not p.is_file():
+            raise ConfigError(f"hf teacher: GGUF file not found: {model}")
+        return str(p.parent), {"gguf_file": p.name}
+    return model, {}
+
+
+class HFBackend(TeacherBackend):
+    """Generates with a local causal LM, ``cfg.batch_size`` prompts per ``generate()`` call."""
+
+    def __init__(self, cfg: TeacherConfig, seed: int = 0, model: Any = None, tokenizer: Any = None):
+        if model is None and not cfg.model:
+            raise ConfigError(f"teacher '{cfg.name}': hf backend needs 'model' (a local directory or .gguf file)")
+        self.cfg = cfg
+        self.seed = seed
+        self._model = model
+        self._tokenizer = tokenizer
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self._model is None:
+            where, extra = split_model_path(self.cfg.model)
+            if not extra and not Path(where).exists():
+                raise ConfigError(f"teacher '{self.cfg.name}': model directory not found: {where}")
+            self._tokenizer = self._tokenizer or AutoTokenizer.from_pretrained(where, **extra)
+            self._model = AutoModelForCausalLM.from_pretrained(where, **extra)
+            device = self.cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._model.to(device)
+        self._model.eval()
+        tok = self._tokenizer
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+        if tok.pad_token is None:
+            raise ConfigError(f"teacher '{self.cfg.name}': the tokenizer has no pad, eos or unk token to pad with")
+
+    @property
+    def uses_chat_template(self) -> bool:
+        """Whether prompts go through the tokenizer's chat template (else a plain text prompt)."""
+        return bool(getattr(self._tokenizer, "chat_template", None))
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The exact text the model is given for a conversation."""
+        if self.uses_chat_template:
+            return self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return "\n\n".join(m["content"] for m in messages if m["content"]) + "\n\n"
+
+    def generate(self, requests: Sequence[GenRequest], on_result: OnResult) -> None:
+        """Generate in batches of ``cfg.batch_size``; ``on_result`` is called after each batch, per request."""
+        import torch
+
+        if not requests:
+            return
+        if self._model is None or self._tokenizer.padding_side != "left":
+            self._load()
+        tok, model, cfg = self._tokenizer, self._model, self.cfg
+        device = next(model.parameters()).device
+        sample = cfg.temperature > 0
+        templated = self.uses_chat_template
+        for i in range(0, len(requests), cfg.batch_size):
+            batch = list(requests[i : i + cfg.batch_size])
+            texts = [self.render(r.messages) for r in batch]
+            # a chat template already carries the special tokens (BOS etc.); don't add them twice
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not templated).to(device)
+            gen_kwargs: dict[str, Any] = dict(
+                max_new_tokens=cfg.max_tokens, do_sample=sample, pad_token_id=tok.pad_token_id
+            )
+            if sample:
+                gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
+            torch.manual_seed(batch[0].seed)
+            with torch.no_grad():
+                out = model.generate(**enc, **gen_kwargs)
+            width = enc["input_ids"].shape[1]
+            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            stop_ids = _stop_ids(model, tok)
+            for j, req in enumerate(batch):
+                new = out[j, width:].tolist()
+                n = len(new)
+                for k, t in enumerate(new):
+                    if t in stop_ids:
+                        n = k + 1
+                        break
+                text = tok.decode(new[:n], skip_special_tokens=True)
+                finish = "stop" if n < len(new) or (new and new[n - 1] in stop_ids) else "length"
+                on_result(
+                    req,
+                    Completion(
+                        text=text,
+                        usage={"prompt_tokens": int(prompt_lens[j]), "completion_tokens": n},
+                        metadata={"finish_reason": finish, "chat_template": templated},
+                    ),
+                )
+
+    def close(self) -> None:
+        self._model = None
+
+
+def _stop_ids(model: Any, tok: Any) -> set[int]:
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    if ids is None:
+        ids = tok.eos_token_id
+    if ids is None:
+        return set()
+    return set(ids) if isinstance(ids, list | tuple) else {int(ids)}
