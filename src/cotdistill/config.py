@@ -91,8 +91,8 @@ class JudgeConfig(Section):
     kind: Literal["none", "arithmetic", "llm", "synthetic"] = Field(
         "arithmetic",
         description="arithmetic: re-compute every stated calculation (local); llm: a teacher's backend judges "
-        "(VALID / INVALID - reason, temperature 0); synthetic: the arithmetic judge (lab paths follow its "
-        "contract); none: no judge",
+        "(VALID / INVALID - reason, temperature 0); synthetic: the arithmetic judge plus, for lab questions, the "
+        "lab's solution-based check; none: no judge",
     )
     teacher: str | None = Field(None, description="llm: which teacher's backend judges")
     unparseable: Literal["reject", "accept"] = Field(

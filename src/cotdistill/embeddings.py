@@ -68,9 +68,9 @@ class Encoder:
         """Embeddings of ``texts`` (rows unit-normalised), from the cache where present."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         todo: list[int] = []
-        keys = [text_key(t) for t in texts] if self.cache else []
+        keys = [text_key(t) for t in texts] if self.cache is not None else []
         for i in range(len(texts)):
-            v = self.cache.get(keys[i]) if self.cache else None
+            v = self.cache.get(keys[i]) if self.cache is not None else None
             if v is None:
                 todo.append(i)
             else:
@@ -88,15 +88,51 @@ class Encoder:
             ).astype(np.float32)
             for i in todo:
                 out[i] = vecs[uniq[texts[i]]]
-            if self.cache:
+            if self.cache is not None:
                 for t, j in uniq.items():
                     self.cache.put(text_key(t), vecs[j])
                 self.cache.flush()
         return out
 
     def close(self) -> None:
-        if self.cache:
+        if self.cache is not None:
             self.cache.close()
+
+
+def make_tiny_encoder(out_dir: str | Path, hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
+    """Write a tiny random-weight sentence encoder (MiniLM's real tokenizer and module layout, a 1-layer BERT).
+
+    For tests and benchmarks that need the real sentence-transformers code path without MiniLM's CPU cost.
+    """
+    import json
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    src, out = default_encoder_path(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for item in src.rglob("*"):
+        rel = item.relative_to(src)
+        if item.is_file() and str(rel) not in ("model.safetensors", "config.json", "README.md"):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, out / rel)
+    base = json.loads((src / "config.json").read_text())
+    cfg = BertConfig(
+        vocab_size=base["vocab_size"],
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=base.get("max_position_embeddings", 512),
+    )
+    torch.manual_seed(seed)
+    BertModel(cfg).save_pretrained(out)
+    pooling = out / "1_Pooling" / "config.json"
+    pc = json.loads(pooling.read_text())
+    pc["word_embedding_dimension"] = hidden
+    pooling.write_text(json.dumps(pc, indent=2))
+    return out
 
 
 def text_key(text: str) -> str:
@@ -184,4 +220,12 @@ class EmbeddingCache:
         self._mm = None
 
 
-__all__ = ["DEFAULT_ENCODER", "EmbeddingCache", "Encoder", "default_encoder_path", "resolve_encoder_path", "text_key"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "EmbeddingCache",
+    "Encoder",
+    "default_encoder_path",
+    "make_tiny_encoder",
+    "resolve_encoder_path",
+    "text_key",
+]

@@ -139,8 +139,12 @@ def build_judge(cfg: RunConfig, run: RunDir) -> tuple[Judge | None, Any]:
     j = cfg.filter.judge
     if j.kind == "none":
         return None, None
-    if j.kind in ("arithmetic", "synthetic"):
+    if j.kind == "arithmetic":
         return ArithmeticJudge(), None
+    if j.kind == "synthetic":
+        from cotdistill.quality.judges import SyntheticJudge
+
+        return SyntheticJudge(), None
     # llm: a configured teacher's backend, at temperature 0
     from cotdistill.quality.judges import LLMJudge, VerdictCache, judge_identity
 

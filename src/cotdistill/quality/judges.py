@@ -54,6 +54,33 @@ class ArithmeticJudge:
         return out
 
 
+class SyntheticJudge:
+    """For lab questions: the arithmetic judge, plus the lab's solution-based judge when the lab is installed.
+
+    The lab judge (``cotdistill.lab.judge.judge_lab_path``) also checks that every gold step is stated; it reads
+    the question's exact solution, never a path's recorded faults.
+    """
+
+    name = "synthetic"
+
+    def __init__(self) -> None:
+        try:
+            from cotdistill.lab.judge import judge_lab_path
+        except ImportError:
+            judge_lab_path = None
+        self._lab = judge_lab_path
+
+    def judge(self, items: Sequence[tuple[Question, Path]]) -> list[Verdict]:
+        out = []
+        for q, p in items:
+            ok, reason = arithmetic_verdict(p.text)
+            if ok and self._lab is not None and q.metadata.get("solution"):
+                ok, lab_reason = self._lab(q, p.text)
+                reason = lab_reason or reason
+            out.append(Verdict("valid" if ok else "invalid", reason))
+        return out
+
+
 # ---- the LLM judge ---------------------------------------------------------------------------------------------
 
 JUDGE_SYSTEM = (
@@ -225,6 +252,7 @@ def judge_identity(model: str, backend: str, base_url: str | None) -> str:
 __all__ = [
     "ArithmeticJudge",
     "Judge",
+    "SyntheticJudge",
     "LLMJudge",
     "Verdict",
     "VerdictCache",
