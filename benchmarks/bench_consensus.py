@@ -45,16 +45,27 @@ def main() -> None:
     enc = Encoder(args.encoder, cache_dir=args.cache)
     texts = [p.text for q in qids for p in by_q[q]]
     t0 = time.perf_counter()
-    cached_before = len(enc.cache) if enc.cache else 0
+    cached_before = len(enc.cache) if enc.cache is not None else 0
     emb_all = enc.encode(texts, batch_size=64)
     t_emb = time.perf_counter() - t0
     enc.close()
 
+    qmax, gmax = "question_max", "graph_max"
     variants = {
-        "degree  delta=0.5 eta=1 (default)": dict(delta=0.5, eta=1.0, centrality="degree"),
-        "pagerank delta=0.5 eta=1": dict(delta=0.5, eta=1.0, centrality="pagerank"),
-        "degree  delta=0.7 eta=1": dict(delta=0.7, eta=1.0, centrality="degree"),
-        "degree  delta=0.5 eta=0": dict(delta=0.5, eta=0.0, centrality="degree"),
+        "degree   d=0.5 eta=1 question_max (default)": dict(delta=0.5, eta=1.0, centrality="degree", normalize=qmax),
+        "pagerank d=0.5 eta=1 question_max": dict(delta=0.5, eta=1.0, centrality="pagerank", normalize=qmax),
+        "degree   d=0.7 eta=1 question_max": dict(delta=0.7, eta=1.0, centrality="degree", normalize=qmax),
+        "degree   d=0.5 eta=0 question_max": dict(delta=0.5, eta=0.0, centrality="degree", normalize=qmax),
+        "degree   d=0.5 eta=1 graph_max": dict(delta=0.5, eta=1.0, centrality="degree", normalize=gmax),
+        "degree   d=0.5 eta=3 graph_max": dict(delta=0.5, eta=3.0, centrality="degree", normalize=gmax),
+        "degree   d=0.3 eta=1 graph_max": dict(delta=0.3, eta=1.0, centrality="degree", normalize=gmax),
+        "pagerank d=0.5 eta=1 graph_max": dict(delta=0.5, eta=1.0, centrality="pagerank", normalize=gmax),
+        "degree   d=0.5 eta=1 graph_max, no zeroing": dict(
+            delta=0.5, eta=1.0, centrality="degree", normalize=gmax, zero_wrong=False
+        ),
+        "degree   d=0.5 eta=1 question_max, no zeroing": dict(
+            delta=0.5, eta=1.0, centrality="degree", normalize=qmax, zero_wrong=False
+        ),
     }
     results: dict[str, list[float]] = {k: [] for k in variants}
     plain_sim: list[float] = []  # no answer information at all: similarity degree only
@@ -85,9 +96,9 @@ def main() -> None:
     print(f"embedding: {len(texts)} texts in {t_emb:.1f}s ({cached_before} cached before) | graphs: {t_graph:.1f}s")
     print("AUROC of consensus computed WITHOUT gold (positive = path's answer equals gold):")
     for name, scores in results.items():
-        print(f"  {name:<36} {auroc(scores, truth):.4f}")
-    print(f"  {'baseline: similarity degree only':<36} {auroc(plain_sim, truth):.4f}")
-    print(f"  {'baseline: answer vote share only':<36} {auroc(vote_share, truth):.4f}")
+        print(f"  {name:<48} {auroc(scores, truth):.4f}")
+    print(f"  {'baseline: similarity degree only (no answers)':<48} {auroc(plain_sim, truth):.4f}")
+    print(f"  {'baseline: answer vote share only (no embeddings)':<48} {auroc(vote_share, truth):.4f}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ class ConsensusConfig(Section):
     eta: float = Field(1.0, ge=0.0, description="edge bonus factor when two paths give the same answer")
     use_gold: bool = Field(True, description="wrong answer -> C=0 using gold; false: majority answer")
     centrality: Literal["degree", "pagerank"] = Field("degree", description="weighted degree or weighted PageRank")
+    normalize: Literal["question_max", "graph_max"] = Field(
+        "question_max",
+        description="question_max: divide by the question's top score (METHODS.md); graph_max: by the most a "
+        "degree can be, (n-1)(1-delta)(1+eta), so scores compare across questions",
+    )
     batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
     min_score: float = Field(
         0.0, ge=0.0, le=1.0, description="reject paths with C below this (reason low_consensus); 0 keeps all"

@@ -301,7 +301,14 @@ def _filter_batch(
             answers = [checks[p.id]["answer"] for p in paths]
             correct = [checks[p.id]["answer_ok"] for p in paths] if cc.use_gold else None
             scores, _ = consensus_scores(
-                e, answers, fam.equivalent, correct, delta=cc.delta, eta=cc.eta, centrality=cc.centrality
+                e,
+                answers,
+                fam.equivalent,
+                correct,
+                delta=cc.delta,
+                eta=cc.eta,
+                centrality=cc.centrality,
+                normalize=cc.normalize,
             )
             for p, c in zip(paths, scores, strict=True):
                 consensus[p.id] = round(c, 6)

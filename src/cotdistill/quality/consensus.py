@@ -84,12 +84,19 @@ def consensus_scores(
     delta: float = 0.5,
     eta: float = 1.0,
     centrality: Literal["degree", "pagerank"] = "degree",
+    normalize: Literal["question_max", "graph_max"] = "question_max",
+    zero_wrong: bool = True,
 ) -> tuple[list[float], str | None]:
     """Consensus ``C`` per path of one question, and the majority answer (None when ``correct`` is given).
 
     ``correct`` (answer equals gold, per path) zeroes wrong paths; without it the majority answer decides.
     With no edges at all (one path, or nothing similar), every non-wrong path gets ``C = 1``: nothing
     speaks against it.
+
+    ``normalize``: ``question_max`` (METHODS.md: divide by the question's highest score) or ``graph_max`` (divide
+    the weighted degree by the most it could be, ``(n - 1) (1 - delta) (1 + eta)``), which keeps scores comparable
+    across questions: a path agreeing with 9 of 9 others outranks one agreeing with 2 of 9. ``zero_wrong=False``
+    keeps the graph score of wrong / minority paths (for analysis).
     """
     n = len(answers)
     if n == 0:
@@ -106,6 +113,16 @@ def consensus_scores(
         wrong = (g_arr != mg) if mg is not None else np.ones(n, dtype=bool)
         if mg is not None:
             majority = answers[int(np.argmax(g_arr == mg))]
+    if zero_wrong is False:
+        wrong = np.zeros(n, dtype=bool)
+    if normalize == "graph_max":
+        deg = w.sum(axis=1)
+        if centrality == "pagerank":  # PageRank mass redistributed by degree share: rank * n, capped at 1
+            deg = pagerank(w) * n * deg.max() if deg.max() > 0 else deg
+        bound = (n - 1) * max(1.0 - delta, 1e-9) * (1.0 + eta)
+        score = np.where(wrong, 0.0, deg)
+        c = score / bound if n > 1 else np.where(wrong, 0.0, 1.0)
+        return [float(x) for x in np.clip(c, 0.0, 1.0)], majority
     score = pagerank(w) if centrality == "pagerank" else w.sum(axis=1)
     score = np.where(wrong, 0.0, score)
     top = float(score.max())

@@ -100,7 +100,8 @@ VALID
 or
 INVALID - <one-sentence reason>"""
 
-_MARKUP = re.compile(r"[*_`#>]+")
+# markdown around the verdict (**VALID**, *Invalid*, `VALID`, "# Verdict"), never a "*" inside a reason
+_MARKUP = re.compile(r"\*\*|__|`+|^\s*[#>]+\s*|\*(?=(?:in)?valid)|(?<=valid)\*", re.IGNORECASE | re.MULTILINE)
 _LEAD = r"(?:(?:final\s+)?(?:verdict|answer|judg(?:e)?ment|decision|evaluation|grade|result)\s*(?:is)?\s*[:=\-]?\s*)?"
 _LINE_VERDICT = re.compile(rf"^\s*[\[(\"']?\s*{_LEAD}[\[(\"']?\s*(in)?valid\b[\])\"']?(.*)$", re.IGNORECASE)
 _INLINE_LEAD = re.compile(
