@@ -119,3 +119,20 @@ def test_encoder_cache_avoids_recomputation(tmp_path, tiny_encoder) -> None:
     enc2.model = None  # any model call would fail: everything must come from the cache
     assert np.array_equal(enc2.encode(texts), first)
     assert np.array_equal(first[0], first[2])
+
+
+def test_graph_max_normalisation_compares_across_questions() -> None:
+    rng = np.random.default_rng(2)
+    center = rng.normal(size=16)
+    emb = _unit([center + 0.2 * rng.normal(size=16) for _ in range(10)])
+    unanimous = ["4"] * 10
+    split = ["4", "4", "4", "1", "2", "3", "5", "6", "7", "8"]  # a weak plurality
+    for norm in ("question_max", "graph_max"):
+        c_all, _ = consensus_scores(emb, unanimous, same, normalize=norm)
+        c_split, maj = consensus_scores(emb, split, same, normalize=norm)
+        assert maj == "4" and c_split[3:] == [0.0] * 7
+        if norm == "question_max":
+            assert max(c_all) == max(c_split) == pytest.approx(1.0)
+        else:
+            assert min(c_all) > max(c_split) > 0.0
+            assert max(c_all) <= 1.0

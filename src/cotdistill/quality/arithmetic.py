@@ -35,6 +35,7 @@ _OPS.update({"\\times": "*", "\\cdot": "*", "\\div": "/"})
 _WORD_OPS = {"x": "*", "times": "*", "plus": "+", "minus": "-"}
 _MAX_UNIT_WORDS = 3
 _GLUED_UNIT = re.compile(r"(?!(?:st|nd|rd|th)$)[a-z]{2,5}")  # "10km", "5kg"; never ordinals ("1st") or "2xM"
+_HAS_DIGIT = re.compile(r"\d")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 # words that end a unit phrase: they start a clause, so the number before them is not an operand
 _STOP_WORDS = {"and", "or", "is", "are", "was", "were", "so", "then", "which", "that", "to", "of", "for", "if"}
@@ -319,6 +320,8 @@ def find_calculations(text: str) -> list[Calculation]:
     """Every stated calculation in ``text`` with its verdict (statements with no operator are not checked)."""
     out: list[Calculation] = []
     for line in text.split("\n"):
+        if "=" not in line or not _HAS_DIGIT.search(line):
+            continue
         line = _BULLET.sub(lambda m: " " * len(m.group(0)), line)
         toks = _operand_tokens(tokenize(line))
         # split into segments at '='; comparisons (==, <=, ...) break the chain
