@@ -75,14 +75,15 @@ def build_run(src: Path, out: Path, n_paths: int, seed: int = 0, unique: bool = 
 def peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int]:
     """(peak RSS bytes, wall seconds, return code) of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        print(err[-2000:], file=sys.stderr)
-    return usage.ru_maxrss * 1024, wall, proc.returncode  # Linux: kilobytes
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child can never block on it
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        rc = os.waitstatus_to_exitcode(status)
+        if rc != 0:
+            err.seek(0)
+            print(err.read().decode(errors="replace")[-2000:], file=sys.stderr)
+    return usage.ru_maxrss * 1024, wall, rc  # Linux: ru_maxrss is in kilobytes
 
 
 def main() -> None:
