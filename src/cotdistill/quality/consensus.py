@@ -117,8 +117,9 @@ def consensus_scores(
         wrong = np.zeros(n, dtype=bool)
     if normalize == "graph_max":
         deg = w.sum(axis=1)
-        if centrality == "pagerank":  # PageRank mass redistributed by degree share: rank * n, capped at 1
-            deg = pagerank(w) * n * deg.max() if deg.max() > 0 else deg
+        if centrality == "pagerank" and deg.max() > 0:  # PageRank's shape, its top scaled to the top degree
+            pr = pagerank(w)
+            deg = pr / pr.max() * deg.max()
         bound = (n - 1) * max(1.0 - delta, 1e-9) * (1.0 + eta)
         score = np.where(wrong, 0.0, deg)
         c = score / bound if n > 1 else np.where(wrong, 0.0, 1.0)
