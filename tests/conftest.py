@@ -28,3 +28,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.run(
         [sys.executable, "-m", "cotdistill.cli", *args], capture_output=True, text=True, cwd=cwd, env=full_env
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random-weight sentence encoder (MiniLM's tokenizer and layout, 1-layer BERT): the real code path, fast."""
+    from cotdistill.embeddings import make_tiny_encoder
+
+    return make_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))

@@ -53,9 +53,9 @@ def _generate(run: RunDir, cfg: RunConfig) -> Any:
 
 
 def _filter(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.filtering import run_filter
+    from cotdistill.filtering import filter_run
 
-    return run_filter(run, cfg)
+    return filter_run(run, cfg)
 
 
 def _train(run: RunDir, cfg: RunConfig) -> Any:
