@@ -232,12 +232,13 @@ class QRDistill(Method):
             losses["competence"] = l_comp
             total = total + self.opts.lambda2 * l_mut + self.opts.competence_weight * l_comp
             if training:
+                gamma_d, target_d = gamma.detach().cpu(), target.detach().cpu()
                 records["competence"] = [
                     {
                         "question_id": batch.examples[j].question.id,
                         "path_id": batch.examples[j].path.id if batch.examples[j].path else None,
-                        "gamma": {self.names[s]: round(float(gamma[r, s]), 6) for s in range(n_st) if mask[r, s]},
-                        "target": {self.names[s]: round(float(target[r, s]), 6) for s in range(n_st) if mask[r, s]},
+                        "gamma": {self.names[s]: round(float(gamma_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
+                        "target": {self.names[s]: round(float(target_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
                     }
                     for r, j in enumerate(rows.tolist())
                 ]
