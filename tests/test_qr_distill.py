@@ -329,3 +329,31 @@ def test_bad_options_are_config_errors(tmp_path):
         _method(tmp_path, _students(["gpt2", "llama"]), tau=0)
     with pytest.raises(ConfigError, match="S >= 2"):
         _method(tmp_path, _students(["gpt2"]))
+
+
+def test_cached_closed_losses_skip_the_extra_forward(tmp_path, toy):
+    """closed_loss=cached: one forward per student per step, the last seen loss stands in for closed paths."""
+    questions, paths = toy
+    students = _students(["gpt2", "llama"])
+    calls = {"n": 0}
+    for st in students:
+        orig = st.forward
+
+        def counted(inputs, hidden=False, _orig=orig):
+            calls["n"] += 1
+            return _orig(inputs, hidden)
+
+        st.forward = counted  # type: ignore[method-assign]
+    m = _method(tmp_path, students, closed_loss="cached", peer=False)
+    ex = m.examples(questions, paths)[:8]
+    batch = make_batch(students, ex)
+    out = m.compute(batch, StepInfo(0, 0, 1))
+    assert calls["n"] == 2  # no no-grad forward on closed paths
+    hard = torch.tensor([[r["gate"] for r in out.records["routing"][i * 2 : i * 2 + 2]] for i in range(8)])
+    assert len(m._last_ce) == int(hard.sum())  # every open (path, student) loss remembered
+    out.losses["total"].backward()
+    assert m.router.net[0].weight.grad is not None and m.router.net[0].weight.grad.abs().sum() > 0
+    state = m.state_dict()
+    m2 = _method(tmp_path, students, closed_loss="cached", peer=False)
+    m2.load_state_dict(state)
+    assert m2._last_ce == m._last_ce

@@ -67,6 +67,11 @@ class QROptions(BaseModel):
     shared_dim: int = Field(128, ge=1, description="dimension of the shared space of the fixed projections")
     encoder: str = Field("minilm", description="router encoder: 'minilm' (offline) or a sentence-transformers dir")
     log_routing: bool = Field(True, description="write every routing decision to logs/routing.jsonl")
+    closed_loss: Literal["forward", "cached"] = Field(
+        "forward",
+        description="the router's view of a student's loss on a path it did not take: 'forward' (exact, a no-grad "
+        "forward) or 'cached' (the student's last loss on that path, else its batch mean: no extra forward)",
+    )
 
 
 def _slice(inputs: StudentInputs, idx: torch.Tensor) -> StudentInputs:
@@ -107,6 +112,7 @@ class QRDistill(Method):
         self.peer_space = PeerSpace([_hidden_size(s.model) for s in students], self.opts.shared_dim, cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self._counts: dict[tuple[str, str], list[int]] = {}
+        self._last_ce: dict[tuple[str, int], float] = {}  # closed_loss=cached: (path id, student) -> last loss
         if self.opts.routing:
             self.router = Router(self._encoder_dim(), len(students), seed=cfg.seed)
 
@@ -187,9 +193,14 @@ class QRDistill(Method):
                     if out.hidden is not None:
                         hid = out.hidden.new_zeros(n, out.hidden.shape[1]).index_put((open_idx,), out.hidden)
                 if closed_idx.numel() and training:
-                    with torch.no_grad():  # the router's gradient needs these losses; the student's does not
-                        closed_ce = st.forward(_slice(inputs, closed_idx)).loss.float()
-                    ce = ce.index_put((closed_idx,), closed_ce)
+                    if self.opts.closed_loss == "forward":
+                        with torch.no_grad():  # the router's gradient needs these losses; the student's does not
+                            closed_ce = st.forward(_slice(inputs, closed_idx)).loss.float()
+                    else:
+                        closed_ce = self._cached_losses(batch, closed_idx, s, ce[open_idx].detach())
+                    ce = ce.index_put((closed_idx,), closed_ce.to(ce.device))
+            if training and self.opts.closed_loss == "cached":
+                self._remember_losses(batch, col, s, ce)
             ce_all.append(ce)
             pooled.append(hid)
             gate = gates.gates[:, s].to(ce.device)
@@ -281,6 +292,19 @@ class QRDistill(Method):
                 records["routing"] = routing
         return Computed(losses=losses, records=records, scalars=scalars)
 
+    def _cached_losses(self, batch: Batch, idx: torch.Tensor, s: int, open_ce: torch.Tensor) -> torch.Tensor:
+        """Last seen loss of student ``s`` on each path in ``idx``; the open paths' mean for paths it never took."""
+        fill = float(open_ce.mean()) if open_ce.numel() else 0.0
+        vals = [self._last_ce.get((batch.examples[i].path.id, s), fill) for i in idx.tolist()]  # type: ignore[union-attr]
+        return torch.tensor(vals, dtype=torch.float32)
+
+    def _remember_losses(self, batch: Batch, col: torch.Tensor, s: int, ce: torch.Tensor) -> None:
+        vals = ce.detach().float().cpu().tolist()
+        for i in col.nonzero().squeeze(1).tolist():
+            ex = batch.examples[i]
+            if ex.path is not None:
+                self._last_ce[(ex.path.id, s)] = vals[i]
+
     # ------------------------------------------------------------------ state
 
     def modules(self) -> dict[str, nn.Module]:
@@ -295,12 +319,14 @@ class QRDistill(Method):
         return {
             "generator": self.generator.get_state(),
             "counts": [[style, student, c[0], c[1]] for (style, student), c in self._counts.items()],
+            "last_ce": [[pid, s, v] for (pid, s), v in self._last_ce.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "generator" in state:
             self.generator.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8).cpu())
         self._counts = {(st, su): [int(a), int(b)] for st, su, a, b in state.get("counts", [])}
+        self._last_ce = {(pid, int(s)): float(v) for pid, s, v in state.get("last_ce", [])}
 
     def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
         """Per-style selection rates of each student over the epoch (the paper's Fig. 4/5), then reset."""
