@@ -233,6 +233,12 @@ class QRDistill(Method):
             target = competence_target(ce_rows, mask, self.opts.competence_temperature)
             l_comp = competence_loss(comp_logits, target, mask)
             if logits_mode:
+                ids = [batch.inputs[nm].input_ids for nm in self.names]
+                if any(x.shape != ids[0].shape or not torch.equal(x.cpu(), ids[0].cpu()) for x in ids[1:]):
+                    raise ConfigError(
+                        "qr-distill peer_mode 'logits': the students tokenized the same example differently "
+                        "(different chat templates?); use train.options.peer_mode=hidden"
+                    )
                 labels = batch.inputs[self.names[0]].labels.to(dev)[rows.to(dev)]
                 v = min(lg.shape[-1] for lg in full_logits)
                 lgs = [lg[rows.to(lg.device), :, :v].to(dev) for lg in full_logits]
