@@ -177,13 +177,13 @@ def test_competence_regressors_move_towards_lower_loss_student():
     target = competence_target(ce, mask)
     assert float(target[0, 0]) > 0.5
     opt = torch.optim.Adam(space.parameters(), lr=0.05)
-    g0 = float(masked_softmax(space.competence_logits(z), mask)[:, 0].mean())
+    g0 = float(masked_softmax(space.competence_logits(z), mask)[:, 0].mean().detach())
     for _ in range(50):
         loss = competence_loss(space.competence_logits(z), target, mask)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    g1 = float(masked_softmax(space.competence_logits(z), mask)[:, 0].mean())
+    g1 = float(masked_softmax(space.competence_logits(z), mask)[:, 0].mean().detach())
     assert g0 == pytest.approx(0.5)
     assert g1 > 0.7
     assert g1 == pytest.approx(float(target[0, 0]), abs=0.05)
