@@ -136,8 +136,8 @@ _ENCODERS: dict[tuple[str, str], object] = {}
 def load_encoder(name: str = "minilm", device: str = "cpu"):
     """A frozen sentence-transformers encoder: ``minilm`` (offline default) or a local model directory.
 
-    Uses ``cotdistill.embeddings.load_encoder`` when that module exists (shared with the filter's consensus
-    graph), else loads here. Loaded once per process.
+    Uses ``cotdistill.embeddings.Encoder`` when that module exists (shared with the filter's consensus graph),
+    else loads here. Loaded once per process.
     """
     key = (name, device)
     if key not in _ENCODERS:
@@ -146,11 +146,11 @@ def load_encoder(name: str = "minilm", device: str = "cpu"):
 
 
 def _load_encoder(name: str, device: str):
-    try:  # the filter stage's shared loader, when merged
+    try:  # the filter stage's shared loader (cotdistill.embeddings.Encoder), when merged
         from cotdistill import embeddings as shared  # type: ignore[attr-defined]
 
-        if hasattr(shared, "load_encoder"):
-            return shared.load_encoder(name)
+        if hasattr(shared, "Encoder"):
+            return shared.Encoder(name, device=device).model  # the cached SentenceTransformer
     except ImportError:
         pass
     from sentence_transformers import SentenceTransformer
