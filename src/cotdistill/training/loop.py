@@ -324,7 +324,8 @@ class Trainer:
             )
         self.ckpt_dir = run.root / "checkpoints"
         trackers = list(self.tc.trackers)
-        self.acc = Accelerator(log_with=trackers or None, project_dir=str(run.logs))
+        # cpu=True on a machine without CUDA: Accelerate then sets up gloo under torchrun / accelerate launch
+        self.acc = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers or None, project_dir=str(run.logs))
         self.device = self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
@@ -664,8 +665,8 @@ class Trainer:
         if self.main:
             atomic_write_text(self.run.logs / "train_summary.json", json.dumps(self.summary, indent=2))
         self.logs.close()
-        self.acc.end_training()
         self.acc.wait_for_everyone()
+        self.acc.end_training()  # also tears down the process group
         return self.summary
 
     def _end_epoch(self, st: LoopState, data: TrainData, epoch: int) -> None:
