@@ -173,7 +173,15 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
             raise ConfigError(f"student '{sc.name}': kind gguf needs path: a .gguf file or 'smollm2'")
         f = resolve_gguf(sc.path)
         tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
-        model = AutoModelForCausalLM.from_pretrained(f.parent, gguf_file=f.name, dtype=torch.float32)
+        from transformers import GgufConfig
+
+        # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
+        model = AutoModelForCausalLM.from_pretrained(
+            f.parent, gguf_file=f.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
     else:  # pragma: no cover - pydantic guards the literal
         raise ConfigError(f"unknown student kind {sc.kind}")
     if tok.pad_token_id is None:
