@@ -553,7 +553,7 @@ class Trainer:
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
                 self.logs.restore(None)
             self.acc.wait_for_everyone()
-        if self.acc.trackers:
+        if self.tc.trackers:  # Accelerate's trackers exist only after init_trackers
             self.acc.init_trackers("tb")
         self.summary = {
             "schema_version": SCHEMA_VERSION, "method": self.method_name, "examples": len(examples),
