@@ -68,11 +68,12 @@ class Student(StudentHandle):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden, use_cache=False)
         logits = out.logits
-        # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100)
+        # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100);
+        # only response positions are cast to float and scored (prompt and padding logits are never touched)
         shift = labels[:, 1:]
-        ce = nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)), shift.reshape(-1), ignore_index=-100, reduction="none"
-        ).view_as(shift)
+        sel = shift != -100
+        ce_sel = nn.functional.cross_entropy(logits[:, :-1][sel].float(), shift[sel], reduction="none")
+        ce = torch.zeros(shift.shape, dtype=ce_sel.dtype, device=ce_sel.device).masked_scatter(sel, ce_sel)
         token_loss = torch.cat([ce.new_zeros(ce.size(0), 1), ce], dim=1)
         n = (labels != -100).sum(1).clamp(min=1)
         loss = token_loss.sum(1) / n
