@@ -86,3 +86,23 @@ def test_student_count_is_checked(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", []))
     with pytest.raises(CotdistillError, match="needs 1..any student"):
         train(run, cfg)
+
+
+def test_student_forward_is_response_token_mean_ce(tok):
+    from cotdistill.config import StudentConfig
+    from cotdistill.students import build_student
+    from cotdistill.training.loop import Student
+
+    torch.manual_seed(0)
+    b = build_student(StudentConfig(**TINY), [f"What is {a} + 1? {a + 1}" for a in range(50)])
+    s = Student("s", b.model, b.tokenizer, torch.device("cpu"), bf16=False, lora=False)
+    x = collate([encode(b.tokenizer, "What is 3 + 1?", "4. The answer is 4."), encode(b.tokenizer, "Hi", "ok")], 0)
+    out = s.forward(x, hidden=True)
+    logits = b.model(input_ids=x.input_ids, attention_mask=x.attention_mask).logits
+    for i in range(2):
+        ref = torch.nn.functional.cross_entropy(logits[i, :-1], x.labels[i, 1:], ignore_index=-100)
+        assert torch.allclose(out.loss[i], ref, atol=1e-5)
+    assert (out.token_loss[x.labels == -100] == 0).all() and (out.token_loss[x.labels != -100] > 0).all()
+    assert out.hidden is not None and out.hidden.shape == (2, 32)
+    out.loss.sum().backward()
+    assert all(p.grad is not None for p in b.model.parameters())

@@ -45,3 +45,23 @@ def write_config(path: Path, students: list[dict], **train: object) -> Path:
 
 TINY = {"name": "s", "kind": "preset", "preset": "tiny-gpt2", "size": {"vocab": 300, "d_model": 32, "n_head": 2,
         "d_ff": 64, "n_layer": 1, "n_positions": 128}}  # fmt: skip
+
+
+def write_succ_run(root: Path, n_train: int = 60, n_dev: int = 20, seed: int = 0) -> Path:
+    """An easy lab-like set, ``What is N + 1?`` for two-digit N (dev numbers unseen), two phrasings per question."""
+    rng = random.Random(seed)
+    ns = list(range(10, 100))
+    rng.shuffle(ns)
+    qs, ps = [], []
+    for i, n in enumerate(ns[: n_train + n_dev]):
+        q = Question(id=f"q{i}", task="math", question=f"What is {n} + 1?", gold=str(n + 1),
+                     split="train" if i < n_train else "dev")  # fmt: skip
+        qs.append(q)
+        texts = [f"{n} + 1 = {n + 1}. The answer is {n + 1}.", f"One more than {n} is {n + 1}. The answer is {n + 1}."]
+        for k, t in enumerate(texts):
+            ps.append(PathRec(id=path_id(q.id, "t", "cot", k), question_id=q.id, teacher="t", style="cot", sample=k,
+                              text=t, checks={"kept": True}))  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(root / "questions.jsonl", qs)
+    atomic_write_jsonl(root / "filtered.jsonl", ps)
+    return root

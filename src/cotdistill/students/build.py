@@ -102,7 +102,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, cache_dir: Path | Non
 
 
 def _preset_model(preset: str, size: dict[str, int], vocab_size: int) -> nn.Module:
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    from transformers import AutoModelForCausalLM
 
     known = PRESET_DEFAULTS[preset]
     bad = sorted(set(size) - set(known))
@@ -112,12 +112,16 @@ def _preset_model(preset: str, size: dict[str, int], vocab_size: int) -> nn.Modu
     if s["d_model"] % s["n_head"]:
         raise ConfigError(f"students.size: d_model {s['d_model']} is not divisible by n_head {s['n_head']}")
     if preset == "tiny-gpt2":
+        from transformers.models.gpt2 import GPT2Config
+
         cfg = GPT2Config(
             vocab_size=vocab_size, n_positions=s["n_positions"], n_embd=s["d_model"], n_layer=s["n_layer"],
             n_head=s["n_head"], n_inner=s["d_ff"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
             bos_token_id=1, eos_token_id=1, pad_token_id=0,
         )  # fmt: skip
     else:
+        from transformers.models.llama import LlamaConfig
+
         cfg = LlamaConfig(
             vocab_size=vocab_size, hidden_size=s["d_model"], intermediate_size=s["d_ff"],
             num_hidden_layers=s["n_layer"], num_attention_heads=s["n_head"], num_key_value_heads=s["n_kv_head"],
@@ -169,7 +173,15 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
             raise ConfigError(f"student '{sc.name}': kind gguf needs path: a .gguf file or 'smollm2'")
         f = resolve_gguf(sc.path)
         tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
-        model = AutoModelForCausalLM.from_pretrained(f.parent, gguf_file=f.name, dtype=torch.float32)
+        from transformers import GgufConfig
+
+        # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
+        model = AutoModelForCausalLM.from_pretrained(
+            f.parent, gguf_file=f.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
     else:  # pragma: no cover - pydantic guards the literal
         raise ConfigError(f"unknown student kind {sc.kind}")
     if tok.pad_token_id is None:

@@ -68,11 +68,12 @@ class Student(StudentHandle):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden, use_cache=False)
         logits = out.logits
-        # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100)
+        # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100);
+        # only response positions are cast to float and scored (prompt and padding logits are never touched)
         shift = labels[:, 1:]
-        ce = nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)), shift.reshape(-1), ignore_index=-100, reduction="none"
-        ).view_as(shift)
+        sel = shift != -100
+        ce_sel = nn.functional.cross_entropy(logits[:, :-1][sel].float(), shift[sel], reduction="none")
+        ce = torch.zeros(shift.shape, dtype=ce_sel.dtype, device=ce_sel.device).masked_scatter(sel, ce_sel)
         token_loss = torch.cat([ce.new_zeros(ce.size(0), 1), ce], dim=1)
         n = (labels != -100).sum(1).clamp(min=1)
         loss = token_loss.sum(1) / n
@@ -324,7 +325,8 @@ class Trainer:
             )
         self.ckpt_dir = run.root / "checkpoints"
         trackers = list(self.tc.trackers)
-        self.acc = Accelerator(log_with=trackers or None, project_dir=str(run.logs))
+        # cpu=True on a machine without CUDA: Accelerate then sets up gloo under torchrun / accelerate launch
+        self.acc = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers or None, project_dir=str(run.logs))
         self.device = self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
@@ -552,7 +554,7 @@ class Trainer:
                 shutil.rmtree(self.ckpt_dir, ignore_errors=True)
                 self.logs.restore(None)
             self.acc.wait_for_everyone()
-        if self.acc.trackers:
+        if self.tc.trackers:  # Accelerate's trackers exist only after init_trackers
             self.acc.init_trackers("tb")
         self.summary = {
             "schema_version": SCHEMA_VERSION, "method": self.method_name, "examples": len(examples),
@@ -664,8 +666,8 @@ class Trainer:
         if self.main:
             atomic_write_text(self.run.logs / "train_summary.json", json.dumps(self.summary, indent=2))
         self.logs.close()
-        self.acc.end_training()
         self.acc.wait_for_everyone()
+        self.acc.end_training()  # also tears down the process group
         return self.summary
 
     def _end_epoch(self, st: LoopState, data: TrainData, epoch: int) -> None:

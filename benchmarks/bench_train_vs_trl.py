@@ -1,0 +1,146 @@
+"""Training throughput: cotdistill's loop vs TRL's SFTTrainer, same tiny model, data, batch and precision.
+
+Both train one epoch over the same (prompt, completion) examples from the same initial weights with the same
+batch size, dynamic padding and loss on completion tokens only. Tokens/s counts the examples' real tokens
+(prompt + completion, no padding) over the wall time of the training call; runs alternate A/B/A/B so machine
+load hits both sides alike, and the median ratio is printed.
+
+    PYTHONPATH=src python benchmarks/bench_train_vs_trl.py [--examples 640] [--batch 16] [--repeats 2] [--fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SVAMP = REPO.parent / "shared" / "data" / "svamp-multipath" / "train.json"
+
+
+def make_run(root: Path, n_examples: int) -> Path:
+    """A run dir with ``n_examples`` kept paths: the real SVAMP paths when present, else arithmetic paths."""
+    from cotdistill.io import atomic_write_jsonl
+    from cotdistill.records import Path as PathRec
+    from cotdistill.records import Question, path_id, read_paths
+
+    run = root / "run"
+    if SVAMP.exists():
+        from cotdistill.sources.importers import ImportOptions, run_import
+
+        run_import("mcc-kd", SVAMP, run, ImportOptions())
+        paths = [p for _, p in zip(range(n_examples), read_paths(run / "paths.jsonl"), strict=False)]
+        for p in paths:
+            p.checks = {"kept": True}
+        atomic_write_jsonl(run / "filtered.jsonl", paths)
+        return run
+    qs, ps = [], []
+    for i in range(n_examples):
+        a, b, c = i % 17 + 2, i % 13 + 3, i % 7 + 1
+        q = Question(id=f"q{i}", task="math", question=f"Tom has {a} apples, buys {b} more and eats {c}. How many?",
+                     gold=str(a + b - c))  # fmt: skip
+        qs.append(q)
+        text = f"Tom starts with {a}. {a} + {b} = {a + b}. Then {a + b} - {c} = {a + b - c}. The answer is {a + b - c}."
+        ps.append(PathRec(id=path_id(q.id, "t", "cot", 0), question_id=q.id, teacher="t", style="cot", text=text,
+                          checks={"kept": True}))  # fmt: skip
+    run.mkdir(parents=True)
+    atomic_write_jsonl(run / "questions.jsonl", qs)
+    atomic_write_jsonl(run / "filtered.jsonl", ps)
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=640)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--fp32", action="store_true", help="fp32 on both sides (default: bf16 autocast on both)")
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.disable(logging.WARNING)
+
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from cotdistill.config import RunConfig
+    from cotdistill.rundir import RunDir
+    from cotdistill.students import build_student
+    from cotdistill.tasks import get_family
+    from cotdistill.training.collate import encode, render_prompt, render_response
+    from cotdistill.training.loop import _texts_for_tokenizer, load_train_data, train
+
+    bf16 = not args.fp32
+    tmp = Path(tempfile.mkdtemp(prefix="bench-trl-"))
+    run = make_run(tmp, args.examples)
+    data = load_train_data(RunDir.at(run))
+    size = {"d_model": args.d_model, "n_layer": args.layers, "n_head": 4, "d_ff": 4 * args.d_model, "vocab": 2000}
+    student = {"name": "s", "kind": "preset", "preset": "tiny-gpt2", "size": size, "lr": 1e-3}
+    cfg = RunConfig.model_validate(
+        {"seed": 0, "students": [student], "train": {"epochs": 1, "batch_size": args.batch, "bf16": bf16,
+         "trackers": [], "max_length": 1024, "warmup_ratio": 0.0, "checkpoint_every": 0}}
+    )  # fmt: skip
+    torch.manual_seed(0)
+    built = build_student(cfg.students[0], list(_texts_for_tokenizer(data)), run / "cache" / "tokenizers")
+    tok, init_state = built.tokenizer, {k: v.clone() for k, v in built.model.state_dict().items()}
+    rows = []
+    for p in data.train_paths:
+        q = data.train_questions[p.question_id]
+        prompt = get_family(q.task).student_prompt(q)
+        rows.append((prompt, p.text, len(encode(tok, prompt, p.text))))
+    n_tokens = sum(r[2] for r in rows)
+    ds = Dataset.from_list(
+        [{"prompt": render_prompt(tok, pr), "completion": render_response(tok, pr, tg)} for pr, tg, _ in rows]
+    )
+
+    def ours() -> float:
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+        s = train(run, cfg, resume=False)
+        return n_tokens / s["seconds"]
+
+    def trl() -> float:
+        model = build_student(cfg.students[0], list(_texts_for_tokenizer(data)),
+                              run / "cache" / "tokenizers").model  # fmt: skip
+        model.load_state_dict(init_state)
+        sc = SFTConfig(
+            output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, num_train_epochs=1,
+            learning_rate=1e-3, lr_scheduler_type="cosine", max_grad_norm=1.0, bf16=bf16, use_cpu=True,
+            logging_steps=10_000, save_strategy="no", report_to=[], max_length=1024, completion_only_loss=True,
+            dataloader_num_workers=0, seed=0, disable_tqdm=True,
+        )  # fmt: skip
+        trainer = SFTTrainer(model=model, args=sc, train_dataset=ds, processing_class=tok)
+        t0 = time.perf_counter()
+        trainer.train()
+        return n_tokens / (time.perf_counter() - t0)
+
+    results: dict[str, list[float]] = {"cotdistill": [], "trl": []}
+    for r in range(args.repeats):
+        for name, fn in (("cotdistill", ours), ("trl", trl)):
+            tps = fn()
+            results[name].append(tps)
+            print(f"repeat {r}: {name:10s} {tps:10,.0f} tokens/s", flush=True)
+    ratios = [a / b for a, b in zip(results["cotdistill"], results["trl"], strict=True)]
+    out = {
+        "examples": len(rows), "tokens": n_tokens, "batch": args.batch, "precision": "bf16" if bf16 else "fp32",
+        "model": f"tiny-gpt2 d_model={args.d_model} layers={args.layers}",
+        "data": "svamp" if SVAMP.exists() else "synthetic",
+        "cotdistill_tokens_per_s": results["cotdistill"], "trl_tokens_per_s": results["trl"],
+        "ratio_median": statistics.median(ratios), "torch_threads": torch.get_num_threads(),
+    }  # fmt: skip
+    print(json.dumps(out, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
