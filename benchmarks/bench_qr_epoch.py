@@ -50,17 +50,15 @@ def _train(run: RunDir, cfg_path: Path, method: str, overrides: list[str]) -> di
 
 def _embed_once(data: RunDir) -> int:
     """Fill ``data``'s router-embedding cache (what the first qr-distill run of a run directory does)."""
+    from cotdistill.embeddings import Encoder
     from cotdistill.records import Path as PathRec
     from cotdistill.records import read_jsonl, read_questions
-    from cotdistill.training.router import embed_cached
 
     questions = {q.id: q for q in read_questions(data.questions)}
     paths = [p for p in read_jsonl(data.filtered, PathRec) if p.checks.get("kept") and p.question_id in questions]
-    embed_cached(
-        [p.id for p in paths],
-        [f"{questions[p.question_id].question}\n{p.text}" for p in paths],
-        data.cache / "qr_router_embeddings.pt",
-    )
+    enc = Encoder(cache_dir=data.cache / "embeddings")
+    enc.encode(sorted({questions[p.question_id].question for p in paths}))
+    enc.encode([p.text for p in paths])
     return len(paths)
 
 

@@ -232,7 +232,7 @@ def test_method_two_tokenizers_end_to_end(tmp_path, toy):
     m = _method(tmp_path, students)
     ex = m.examples(questions, paths)
     assert len(ex) == 16  # 18 paths, 2 not kept
-    assert (tmp_path / "cache" / "qr_router_embeddings.pt").exists()
+    assert any((tmp_path / "cache" / "embeddings").iterdir())  # shared with the filter's consensus cache
     router_before = [p.detach().clone() for p in m.router.parameters()]
     comp_before = m.peer_space.competence.detach().clone()
     out = _step(m, students, ex[:8], steps=3)

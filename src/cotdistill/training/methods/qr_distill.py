@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
@@ -43,7 +44,7 @@ from cotdistill.training.peer import (
     mutual_hidden_loss,
     mutual_logits_loss,
 )
-from cotdistill.training.router import Gates, Router, all_open, embed_cached, gate_entropy, gated_student_loss
+from cotdistill.training.router import Gates, Router, all_open, gate_entropy, gated_student_loss
 from cotdistill.training.router import sample_gates as _sample_gates
 
 
@@ -118,11 +119,28 @@ class QRDistill(Method):
 
     # ------------------------------------------------------------------ data
 
-    def _encoder_dim(self) -> int:
-        from cotdistill.training.router import load_encoder
+    def _encoder(self):
+        from cotdistill.embeddings import Encoder
 
-        enc = load_encoder(self.opts.encoder)
-        return int((getattr(enc, "get_embedding_dimension", None) or enc.get_sentence_embedding_dimension)())
+        if getattr(self, "_enc", None) is None:
+            self._enc = Encoder(self.opts.encoder, cache_dir=self.run.cache / "embeddings")
+        return self._enc
+
+    def _encoder_dim(self) -> int:
+        """Router input: the question's and the path's embeddings side by side."""
+        return 2 * int(self._encoder().dim)
+
+    def _embed(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Question and path text embedded separately (the path's vector is shared with the filter's consensus
+        cache, so a filtered run embeds nothing twice), concatenated per path."""
+        enc = self._encoder()
+        qtexts = sorted({e.question.question for e in examples})
+        qvec = dict(zip(qtexts, enc.encode(qtexts), strict=True))
+        pvec = enc.encode([e.target for e in examples])
+        return {
+            e.path.id: torch.from_numpy(np.concatenate([qvec[e.question.question], pvec[i]]))  # type: ignore[union-attr]
+            for i, e in enumerate(examples)
+        }
 
     def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
         """Every kept path of a known question (every path with ``filter: false``), embedded once for the router."""
@@ -137,14 +155,7 @@ class QRDistill(Method):
         if self.opts.routing:
             todo = [e for e in out if e.path is not None and e.path.id not in self._emb]
             if todo:
-                self._emb.update(
-                    embed_cached(
-                        [e.path.id for e in todo],
-                        [f"{e.question.question}\n{e.target}" for e in todo],
-                        self.run.cache / "qr_router_embeddings.pt",
-                        self.opts.encoder,
-                    )
-                )
+                self._emb.update(self._embed(todo))
         return out
 
     # ------------------------------------------------------------------ training step
