@@ -144,6 +144,7 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(256, ge=1)
     batch_size: int = Field(32, ge=1)
     ensemble: list[Literal["vote", "logprob"]] = Field(default_factory=lambda: ["vote", "logprob"])
+    device: str = Field("auto", description="eval device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1...")
 
 
 class RunConfig(Section):
