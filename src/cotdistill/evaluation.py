@@ -145,8 +145,11 @@ def greedy_generate(
     max_new_tokens: int,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
+    sort_by_length: bool = True,
 ) -> list[Generation]:
     """Batched greedy decoding of already-formatted ``prompts`` (left padding, longest first), in input order.
+
+    ``sort_by_length`` batches prompts of similar length together (less padding); off only for benchmarks.
 
     Stops each sequence at EOS. The mean log-prob is over the generated tokens up to and including EOS, under the
     scores greedy decoding chose from (repetition penalties and the like are switched off).
@@ -171,7 +174,7 @@ def greedy_generate(
     )
     add_special = not getattr(tokenizer, "chat_template", None)
     lengths = [len(tokenizer(p, add_special_tokens=add_special)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(prompts)))
     results: list[Generation | None] = [None] * len(prompts)
     eos_t = torch.tensor(eos)
     try:
