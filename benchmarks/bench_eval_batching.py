@@ -27,11 +27,16 @@ def build(seed: int) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast, list[str
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=512, special_tokens=["<eos>", "<pad>"]))
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<eos>", "<pad>"], initial_alphabet=alphabet)
+    tok.train_from_iterator(texts, trainer)
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(hf_tok), n_positions=256, n_embd=256, n_layer=4, n_head=4)
-    cfg.eos_token_id, cfg.pad_token_id = hf_tok.eos_token_id, hf_tok.pad_token_id
+    eos, pad = hf_tok.eos_token_id, hf_tok.pad_token_id
+    cfg = GPT2Config(
+        vocab_size=len(hf_tok), n_positions=256, n_embd=256, n_layer=4, n_head=4, bos_token_id=eos, eos_token_id=eos
+    )
+    cfg.pad_token_id = pad
     return GPT2LMHeadModel(cfg).eval(), hf_tok, texts
 
 

@@ -13,6 +13,7 @@ from conftest import run_cli
 from cotdistill.config import RunConfig
 from cotdistill.evaluation import (
     compute_metrics,
+    encode_prompt,
     evaluate_run,
     format_prompt,
     greedy_generate,
@@ -46,7 +47,7 @@ def make_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    texts = [q.question for q in QUESTIONS] + [f" The answer is {n}." for n in range(20)] + [" yes", " no", " x"]
+    texts = [q.question + "\n" for q in QUESTIONS] + [f" The answer is {n}." for n in range(20)] + [" yes", " no", " x"]
     trainer = trainers.BpeTrainer(
         vocab_size=400, special_tokens=[EOS, PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
@@ -71,14 +72,14 @@ def tiny_model(tokenizer, seed: int = 0):
     return GPT2LMHeadModel(cfg)
 
 
-def train_to_answer(model, tokenizer, targets: dict[str, str], steps: int = 150):
+def train_to_answer(model, tokenizer, targets: dict[str, str], steps: int = 300):
     """Memorise ``prompt -> target<EOS>`` for each test question (a few seconds on a CPU)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     seqs = []
     for q in TEST_QS:
         p = format_prompt(tokenizer, get_family(q.task).student_prompt(q))
-        ids = tokenizer(p)["input_ids"] + tokenizer(targets[q.id])["input_ids"] + [tokenizer.eos_token_id]
+        ids = encode_prompt(tokenizer, p) + tokenizer(targets[q.id])["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(ids)
     width = max(map(len, seqs))
     ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in seqs])
@@ -221,7 +222,7 @@ def test_compute_metrics_hand_built_ensembles():
 
 def test_format_prompt_with_and_without_chat_template(students):
     tok = students["tok"]
-    assert format_prompt(tok, "What is 2 plus 3?") == "What is 2 plus 3?"
+    assert format_prompt(tok, "What is 2 plus 3?") == "What is 2 plus 3?\n"  # the training side's rule
     templ = make_tokenizer()
     templ.chat_template = (
         "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -240,7 +241,7 @@ def test_greedy_logprob_matches_teacher_forcing_and_batching(students):
         assert a.mean_logprob == pytest.approx(b.mean_logprob, abs=1e-4)
     # recompute the first generation's mean log-prob by one teacher-forced forward pass
     g = batched[0]
-    p_ids = tok(prompts[0])["input_ids"]
+    p_ids = encode_prompt(tok, prompts[0])
     gen_ids = tok(g.text)["input_ids"] + ([tok.eos_token_id] if g.hit_eos else [])
     assert len(gen_ids) == g.n_tokens
     ids = torch.tensor([p_ids + gen_ids])
@@ -399,3 +400,14 @@ def test_real_chat_student_smollm2(tmp_path, svamp_json):
     assert all("<|im_end|>" not in o["text"] and o["text"].strip() for o in outs)
     assert all(-20 < o["mean_logprob"] < 0 for o in outs)
     assert m["students"]["smol"]["truncation_rate"] == pytest.approx(sum(o["truncated"] for o in outs) / 3, abs=1e-6)
+
+
+def test_encode_prompt_adds_bos_once():
+    tok = make_tokenizer()
+    plain = encode_prompt(tok, "What is 2 plus 3?\n")
+    assert plain == tok("What is 2 plus 3?\n", add_special_tokens=False)["input_ids"]
+    tok.bos_token = EOS
+    tok.add_bos_token = True
+    with_bos = encode_prompt(tok, "What is 2 plus 3?\n")
+    assert with_bos == [tok.bos_token_id, *plain]
+    assert encode_prompt(tok, EOS + "What is 2 plus 3?\n") == with_bos  # already there: not doubled

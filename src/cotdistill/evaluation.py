@@ -90,12 +90,23 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[
 
 
 def format_prompt(tokenizer: Any, text: str) -> str:
-    """The student's input text: its chat template (user turn, generation prompt added) when it has one."""
+    """The student's input text, by the training side's rule: its chat template (user turn, generation prompt added)
+    when it has one, else the prompt followed by a newline."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
-    return text
+    return text + "\n"
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a formatted prompt as training encodes it: no automatic special tokens, BOS first when the
+    tokenizer asks for one (``add_bos_token``) and the text does not already start with it."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if getattr(tokenizer, "add_bos_token", False) and bos is not None and (not ids or ids[0] != bos):
+        ids = [bos, *ids]
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,10 +168,7 @@ def greedy_generate(
     from transformers import GenerationConfig, LogitsProcessorList
 
     eos = _eos_ids(model, tokenizer)
-    _ensure_pad(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -172,39 +180,35 @@ def greedy_generate(
         eos_token_id=eos,
         pad_token_id=pad_id,
     )
-    add_special = not getattr(tokenizer, "chat_template", None)
-    lengths = [len(tokenizer(p, add_special_tokens=add_special)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(prompts)))
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i])) if sort_by_length else list(range(len(prompts)))
     results: list[Generation | None] = [None] * len(prompts)
     eos_t = torch.tensor(eos)
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=add_special
-            ).to(device)
-            rec = _LogprobRecorder()
-            out = model.generate(**enc, generation_config=gen_cfg, logits_processor=LogitsProcessorList([rec]))
-            new = out[:, enc["input_ids"].shape[1] :].cpu()
-            lp = torch.stack(rec.steps, dim=1) if rec.steps else torch.zeros(len(idx), 0)
-            for row, i in enumerate(idx):
-                toks = new[row]
-                is_eos = torch.isin(toks, eos_t)
-                hit = bool(is_eos.any())
-                n = int(is_eos.nonzero()[0, 0]) + 1 if hit else len(toks)
-                text = tokenizer.decode(toks[: n - 1 if hit else n], skip_special_tokens=True)
-                mean_lp = float(lp[row, :n].mean()) if n > 0 else float("-inf")
-                results[i] = Generation(text=text, n_tokens=n, hit_eos=hit, mean_logprob=mean_lp)
-            if on_batch is not None:
-                on_batch(len(idx))
-    finally:
-        tokenizer.padding_side = old_side
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):  # left padding: every prompt ends where generation starts
+            e = encoded[i]
+            ids[row, width - len(e) :] = torch.tensor(e, dtype=torch.long)
+            mask[row, width - len(e) :] = 1
+        enc = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        rec = _LogprobRecorder()
+        out = model.generate(**enc, generation_config=gen_cfg, logits_processor=LogitsProcessorList([rec]))
+        new = out[:, enc["input_ids"].shape[1] :].cpu()
+        lp = torch.stack(rec.steps, dim=1) if rec.steps else torch.zeros(len(idx), 0)
+        for row, i in enumerate(idx):
+            toks = new[row]
+            is_eos = torch.isin(toks, eos_t)
+            hit = bool(is_eos.any())
+            n = int(is_eos.nonzero()[0, 0]) + 1 if hit else len(toks)
+            text = tokenizer.decode(toks[: n - 1 if hit else n], skip_special_tokens=True)
+            mean_lp = float(lp[row, :n].mean()) if n > 0 else float("-inf")
+            results[i] = Generation(text=text, n_tokens=n, hit_eos=hit, mean_logprob=mean_lp)
+        if on_batch is not None:
+            on_batch(len(idx))
     return [r for r in results if r is not None]
-
-
-def _ensure_pad(tokenizer: Any) -> None:
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
 
 
 # ---------------------------------------------------------------------------------------------------------------
