@@ -411,3 +411,20 @@ def test_encode_prompt_adds_bos_once():
     with_bos = encode_prompt(tok, "What is 2 plus 3?\n")
     assert with_bos == [tok.bos_token_id, *plain]
     assert encode_prompt(tok, EOS + "What is 2 plus 3?\n") == with_bos  # already there: not doubled
+
+
+def test_broken_student_is_a_clear_error(tmp_path):
+    from cotdistill.errors import CotdistillError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    with pytest.raises(CotdistillError, match="cannot load the student"):
+        load_student(bad)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(tmp_path / "missing-base"), "r": 4})
+    )
+    with pytest.raises(CotdistillError, match="cannot load the student"):
+        load_student(adapter)

@@ -70,16 +70,20 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
-    if (path / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
+    try:
+        if (path / "adapter_config.json").exists():
+            from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(str(path))
-        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-        model = model.merge_and_unload()
-        tok_src = path if (path / "tokenizer_config.json").exists() or not base else Path(base)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-        tok_src = path
+            adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+            base = adapter_cfg.get("base_model_name_or_path")
+            model = AutoPeftModelForCausalLM.from_pretrained(str(path)).merge_and_unload()
+            tok_src = path if (path / "tokenizer_config.json").exists() or not base else Path(base)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path))
+            tok_src = path
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CotdistillError(f"{path}: cannot load the student ({first})") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(tok_src))
     except (OSError, ValueError) as e:
