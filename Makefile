@@ -35,3 +35,8 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Headless Chromium for the report's browser test (installs Debian's `chromium` with apt when root; else says why).
+.PHONY: chromium
+chromium:
+	sh scripts/ensure_chromium.sh

@@ -279,6 +279,34 @@ def train_cmd(
         )
 
 
+@app.command("eval")
+def eval_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory with students/")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Greedy zero-shot evaluation of every student on eval.split: RUN/eval/metrics.json + outputs.jsonl."""
+    from cotdistill.evaluation import evaluate_run, metrics_table
+    from cotdistill.stages import resolve_run
+
+    rd, cfg = resolve_run(run, config, set_)
+    metrics = evaluate_run(rd, cfg, console=console)
+    out.print(metrics_table(metrics))
+    out.print(f"wrote {rd.eval / 'metrics.json'} and {rd.eval / 'outputs.jsonl'}")
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+) -> None:
+    """Write RUN/report.html (self-contained) and RUN/report.md (+ RUN/report_files/) from whatever the run holds."""
+    from cotdistill.report import write_report
+
+    html_path, md_path, sections = write_report(run)
+    done = ", ".join(f"{s.title}" for s in sections if s.present) or "nothing yet"
+    out.print(f"wrote {html_path} and {md_path} (sections with data: {done})")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

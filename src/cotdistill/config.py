@@ -186,10 +186,15 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    split: str = "test"
-    max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(32, ge=1)
-    ensemble: list[Literal["vote", "logprob"]] = Field(default_factory=lambda: ["vote", "logprob"])
+    """Greedy zero-shot evaluation of the trained students (``cotdistill eval``)."""
+
+    split: str = Field("test", description="question split to evaluate on")
+    max_new_tokens: int = Field(256, ge=1, description="generation budget per answer (no EOS by then: cut off)")
+    batch_size: int = Field(32, ge=1, description="prompts per generate() call (sorted by length)")
+    ensemble: list[Literal["vote", "logprob"]] = Field(
+        default_factory=lambda: ["vote", "logprob"], description="student ensembles to score (2+ students)"
+    )
+    device: str = Field("auto", description="eval device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1...")
 
 
 class RunConfig(Section):

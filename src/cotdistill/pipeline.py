@@ -65,15 +65,15 @@ def _train(run: RunDir, cfg: RunConfig) -> Any:
 
 
 def _eval(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.evaluation import run_eval
+    from cotdistill.evaluation import evaluate_run
 
-    return run_eval(run, cfg)
+    return evaluate_run(run, cfg)
 
 
 def _report(run: RunDir, cfg: RunConfig) -> Any:
     from cotdistill.report import write_report
 
-    return write_report(run, cfg)
+    return write_report(run.root)
 
 
 STAGES: tuple[Stage, ...] = (

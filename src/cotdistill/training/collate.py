@@ -53,18 +53,27 @@ class Encoded:
         return len(self.ids)
 
 
+def rendered_ids(tokenizer: Any, rendered: str) -> list[int]:
+    """Token ids of an already rendered prompt: no automatic special tokens, BOS first when the tokenizer asks."""
+    ids = list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if getattr(tokenizer, "add_bos_token", False) and bos is not None and (not ids or ids[0] != bos):
+        ids = [bos, *ids]
+    return ids
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` as the student sees it (rendered by :func:`render_prompt`)."""
+    return rendered_ids(tokenizer, render_prompt(tokenizer, prompt))
+
+
 def encode(tokenizer: Any, prompt: str, target: str) -> Encoded:
     """Prompt ids + response ids (ending in EOS: appended when the template does not already end a turn with it)."""
-    head = render_prompt(tokenizer, prompt)
-    resp = render_response(tokenizer, prompt, target)
-    p_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(resp, add_special_tokens=False)["input_ids"]
+    p_ids = prompt_ids(tokenizer, prompt)
+    r_ids = tokenizer(render_response(tokenizer, prompt, target), add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     if eos not in r_ids[-2:]:
         r_ids = [*r_ids, eos]
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if getattr(tokenizer, "add_bos_token", False) and bos is not None and (not p_ids or p_ids[0] != bos):
-        p_ids = [bos, *p_ids]
     return Encoded(list(p_ids) + list(r_ids), len(p_ids))
 
 
