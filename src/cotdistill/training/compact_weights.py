@@ -39,6 +39,7 @@ class CompactOptions(Section):
     use_c: bool = Field(True, description="false: ablation without consensus (no z(C) term, no c_min cut)")
     use_a: bool = Field(True, description="false: ablation without adaptability (and no extra no-grad pass)")
     use_d: bool = Field(True, description="false: ablation without difficulty")
+    unfiltered: bool = Field(False, description="true: train on every path, also those the filter rejected")
     answer_prefix: str = Field(
         "The answer is ", description="text between prompt and gold answer in the no-grad pass for log p(y*|x)"
     )

@@ -1,0 +1,112 @@
+"""A tiny student and synthetic multi-teacher data for COMPACT's tests (no downloads: a BPE trained here)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import decoders as tk_decoders
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from cotdistill.records import Path, Question
+from cotdistill.training.methods.base import Batch, Example, StudentHandle, StudentInputs, StudentOutput
+
+
+def synthetic_data(n_questions: int, teachers: dict[str, int], seed: int = 0) -> tuple[dict[str, Question], list[Path]]:
+    """Arithmetic questions; each teacher writes ``teachers[name]`` paths per question ending "The answer is N."."""
+    rng = random.Random(seed)
+    questions, paths = {}, []
+    for i in range(n_questions):
+        a, b = rng.randint(2, 40), rng.randint(2, 40)
+        q = Question(
+            id=f"q{i}", task="math", question=f"Tom has {a} apples and gets {b} more. How many?", gold=str(a + b)
+        )
+        questions[q.id] = q
+        for t, n in teachers.items():
+            for s in range(n):
+                text = f"Tom starts with {a}. He gets {b} more, so {a} + {b} = {a + b}.\nThe answer is {a + b}."
+                if s % 2:
+                    text = f"{a} + {b} = {a + b} apples in all.\nThe answer is {a + b}."
+                paths.append(
+                    Path(id=f"{q.id}|{t}|cot|{s}", question_id=q.id, teacher=t, style="cot", sample=s, text=text)
+                )
+    return questions, paths
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``texts`` (offsets mapping included), with an EOS/pad token."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk_decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|eos|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|eos|>")
+
+
+class TinyStudent(StudentHandle):
+    """A 2-layer GPT-2 behind the ``StudentHandle`` contract (token_loss aligned with ``labels``)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, seed: int = 0, name: str = "s0") -> None:
+        torch.manual_seed(seed)
+        self.name = name
+        self.tokenizer = tokenizer
+        cfg = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_layer=2,
+            n_head=2,
+            n_embd=64,
+            n_positions=256,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        self.model = GPT2LMHeadModel(cfg)
+
+    def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
+        logits = self.model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask).logits
+        labels = inputs.labels
+        tl = torch.zeros(labels.shape, dtype=logits.dtype)
+        ce = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none"
+        ).view(labels.shape[0], -1)
+        tl[:, 1:] = ce
+        n = (labels[:, 1:] != -100).sum(1).clamp(min=1)
+        return StudentOutput(loss=tl.sum(1) / n, logits=logits, token_loss=tl)
+
+
+def collate(examples: list[Example], student: TinyStudent) -> Batch:
+    """Tokenise prompt + target (+EOS) per example, labels on the target and EOS, right padding."""
+    tok = student.tokenizer
+    rows = []
+    for ex in examples:
+        p = tok(ex.prompt + "\n", add_special_tokens=False)["input_ids"]
+        t = tok(ex.target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((p + t, [-100] * len(p) + t))
+    n = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), n), tok.pad_token_id)
+    labels = torch.full((len(rows), n), -100)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return Batch(examples=examples, inputs={student.name: StudentInputs(ids, mask, labels)})
+
+
+def question_batches(examples: list[Example], questions_per_batch: int) -> list[list[Example]]:
+    """Question-major batches: all of a question's examples together, ``questions_per_batch`` questions each."""
+    order: list[str] = []
+    by_q: dict[str, list[Example]] = {}
+    for ex in examples:
+        if ex.question.id not in by_q:
+            order.append(ex.question.id)
+            by_q[ex.question.id] = []
+        by_q[ex.question.id].append(ex)
+    return [
+        [ex for qid in order[i : i + questions_per_batch] for ex in by_q[qid]]
+        for i in range(0, len(order), questions_per_batch)
+    ]
