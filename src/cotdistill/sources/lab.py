@@ -1,0 +1,28 @@
+"""The built-in reasoning lab as a question source: ``lab:arith,date,compare`` (see :mod:`cotdistill.lab`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cotdistill.errors import CotdistillError
+from cotdistill.records import Question
+from cotdistill.sources import register_source
+
+
+@register_source("lab")
+def lab_source(
+    rest: str,
+    counts: dict[str, int],
+    seed: int,
+    task: str | None,
+    fields: dict[str, str],
+    options: dict[str, Any],
+) -> Iterator[Question]:
+    """Lab questions of the named tasks (all three when none is named), knobs from ``questions.options``."""
+    from cotdistill.lab import TASKS, generate_questions
+
+    names = [n.strip() for n in rest.split(",") if n.strip()] or list(TASKS)
+    if task is not None:
+        raise CotdistillError("questions.task cannot override the task family of lab questions (leave it unset)")
+    return generate_questions(names, counts, seed, options)
