@@ -47,26 +47,11 @@ def train_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeni
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|eos|>")
 
 
-class TinyStudent(StudentHandle):
-    """A 2-layer GPT-2 behind the ``StudentHandle`` contract (token_loss aligned with ``labels``)."""
+class HFStudent(StudentHandle):
+    """Any HF causal LM behind the ``StudentHandle`` contract (token_loss aligned with ``labels``)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, seed: int = 0, name: str = "s0") -> None:
-        torch.manual_seed(seed)
-        self.name = name
-        self.tokenizer = tokenizer
-        cfg = GPT2Config(
-            vocab_size=len(tokenizer),
-            n_layer=2,
-            n_head=2,
-            n_embd=64,
-            n_positions=256,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        self.model = GPT2LMHeadModel(cfg)
+    def __init__(self, model: torch.nn.Module, tokenizer, name: str = "s0") -> None:
+        self.name, self.model, self.tokenizer = name, model, tokenizer
 
     def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
         logits = self.model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask).logits
@@ -80,7 +65,27 @@ class TinyStudent(StudentHandle):
         return StudentOutput(loss=tl.sum(1) / n, logits=logits, token_loss=tl)
 
 
-def collate(examples: list[Example], student: TinyStudent) -> Batch:
+class TinyStudent(HFStudent):
+    """A 2-layer GPT-2 (no dropout, so runs compare exactly) with the given tokenizer."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, seed: int = 0, name: str = "s0") -> None:
+        torch.manual_seed(seed)
+        cfg = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_layer=2,
+            n_head=2,
+            n_embd=64,
+            n_positions=256,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        super().__init__(GPT2LMHeadModel(cfg), tokenizer, name)
+
+
+def collate(examples: list[Example], student: HFStudent) -> Batch:
     """Tokenise prompt + target (+EOS) per example, labels on the target and EOS, right padding."""
     tok = student.tokenizer
     rows = []

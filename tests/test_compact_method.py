@@ -164,6 +164,25 @@ def test_ablation_without_a_skips_the_prior_pass(tokenizer, tmp_path, monkeypatc
     qs, ps = synthetic_data(4, {"a": 1, "b": 1}, seed=7)
     m = make(tokenizer, {"use_a": False}, tmp_path)
     called = []
-    monkeypatch.setattr(m, "_answer_prior", lambda *a: called.append(1) or {})
+    monkeypatch.setattr(m, "_no_grad_scores", lambda *a: called.append(1) or ({}, {}))
     res = m.compute(collate(question_batches(m.examples(qs, ps), 4)[0], m.students[0]), StepInfo(5, 0, 10))
     assert not called and all(r["A"] is None for r in res.records["compact_weights"])
+
+
+def test_a_defined_for_wrong_or_missing_answers(tokenizer, tmp_path):
+    """Paths without the gold answer span get log p(y*|x, r) from the no-grad pass (rationale + gold answer)."""
+    qs, ps = synthetic_data(3, {"a": 1, "b": 1, "c": 1}, seed=8)
+    for p in ps:
+        if p.teacher == "b":
+            p.text = p.text.rsplit("The answer is", 1)[0] + "The answer is 999."
+        elif p.teacher == "c":
+            p.text = p.text.rsplit("The answer is", 1)[0]  # truncated before the answer
+    m = make(tokenizer, {"warmup_ratio": 0}, tmp_path)
+    batch = collate(question_batches(m.examples(qs, ps), 3)[0], m.students[0])
+    with torch.no_grad():
+        recs = m.compute(batch, StepInfo(0, 0, 10)).records["compact_weights"]
+    assert len(recs) == 9 and all(r["A"] is not None and math.isfinite(r["A"]) for r in recs)
+    # the same rationale closed with the gold answer scores like the path itself (same context, same tokens)
+    a = {(r["question_id"], r["teacher"]): r["A"] for r in recs}
+    for qid in qs:
+        assert a[(qid, "b")] == pytest.approx(a[(qid, "a")], abs=0.05)

@@ -22,6 +22,7 @@ import torch
 
 from cotdistill.records import Path, Question
 from cotdistill.tasks import get_family
+from cotdistill.tasks.base import marker_spans
 from cotdistill.training.compact_weights import (
     CompactOptions,
     DifficultyEMA,
@@ -65,11 +66,23 @@ def consensus_of(path: Path | None) -> float:
         return math.nan
 
 
+def render_prompt(tokenizer: Any, prompt: str) -> str:
+    """The text before the answer, as the training loop renders it (chat template user turn, else prompt + newline)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+    return prompt + "\n"
+
+
 def encode_scored(
     tokenizer: Any, prompt: str, target: str, score_span: tuple[int, int], max_length: int
 ) -> tuple[list[int], list[int], tuple[int, int] | None]:
-    """Token ids of ``prompt`` + ``target``, labels on the target, and the token span of ``target[score_span]``."""
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    """Token ids of rendered ``prompt`` + ``target``, labels on the target, the token span of ``target[score_span]``."""
+    p_ids = list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if getattr(tokenizer, "add_bos_token", False) and bos is not None and (not p_ids or p_ids[0] != bos):
+        p_ids = [bos, *p_ids]
     enc = tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
     span = char_to_token_span(enc["offset_mapping"], score_span)
     ids = list(p_ids) + list(enc["input_ids"])
@@ -148,7 +161,6 @@ class CompactMethod(Method):
     def _batch_spans(self, student: StudentHandle, batch: Batch) -> list[tuple[int, int] | None]:
         """For each example, the positions of its answer tokens in the batch tensors (aligned from the end)."""
         inputs = batch.inputs[student.name]
-        eos = getattr(student.tokenizer, "eos_token_id", None)
         out: list[tuple[int, int] | None] = []
         for i, ex in enumerate(batch.examples):
             info = self._target_span(student, ex)
@@ -160,36 +172,52 @@ class CompactMethod(Method):
             if pos.numel() == 0:
                 out.append(None)
                 continue
-            resp_end = int(pos[-1]) + 1
-            if eos is not None and int(inputs.input_ids[i, resp_end - 1]) == eos:
-                resp_end -= 1
-            start = resp_end - len(tail)
-            if start < 0 or inputs.input_ids[i, start:resp_end].tolist() != tail:
-                out.append(None)  # truncated or tokenised differently in context: A unknown for this path
-                continue
-            out.append((start, start + (e - s)))
+            # the answer-to-end tokens of the target, last occurrence inside the response (a chat template may
+            # add end-of-turn tokens after it); not found: truncated or tokenised differently in context
+            resp = inputs.input_ids[i, int(pos[0]) : int(pos[-1]) + 1].tolist()
+            found = None
+            for start in range(len(resp) - len(tail), -1, -1):
+                if resp[start : start + len(tail)] == tail:
+                    found = int(pos[0]) + start
+                    break
+            out.append(None if found is None else (found, found + (e - s)))
         return out
 
-    def _answer_prior(self, student: StudentHandle, batch: Batch) -> dict[str, float]:
-        """``mean log p(y*|x)`` per question: one short no-grad pass over prompt + answer prefix + gold answer."""
-        rows, spans, qids = [], [], []
+    def _no_grad_scores(
+        self, student: StudentHandle, batch: Batch, missing: list[int]
+    ) -> tuple[dict[str, float], dict[int, float]]:
+        """One short no-grad pass: ``mean log p(y*|x)`` per question, and ``mean log p(y*|x, r)`` for the paths
+        in ``missing`` (no gold answer span in the training pass: a wrong, missing or truncated final answer),
+        scored on the rationale (up to its last answer marker) closed with ``answer_prefix`` + the gold answer."""
+        rows: list[tuple[list[int], list[int]]] = []
+        spans: list[tuple[int, int]] = []
+        keys: list[tuple[str, str | int]] = []
         by_q: dict[str, list[Example]] = defaultdict(list)
         for ex in batch.examples:
             by_q[ex.question.id].append(ex)
-        for exs in by_q.values():
-            ex, q = exs[0], exs[0].question
-            gold = self._gold_surface(exs)
-            target = self.opts.answer_prefix + gold
+        gold_of = {qid: self._gold_surface(exs) for qid, exs in by_q.items()}
+        max_len = self.cfg.train.max_length
+
+        def add(key: tuple[str, str | int], prompt: str, target: str, gold: str) -> None:
             ids, labels, span = encode_scored(
-                student.tokenizer, ex.prompt, target, (len(target) - len(gold), len(target)), self.cfg.train.max_length
+                student.tokenizer, prompt, target, (len(target) - len(gold), len(target)), max_len
             )
-            if span is None:
-                continue
-            rows.append((ids, labels))
-            spans.append(span)
-            qids.append(q.id)
+            if span is not None:
+                rows.append((ids, labels))
+                spans.append(span)
+                keys.append(key)
+
+        for qid, exs in by_q.items():
+            add(("q", qid), exs[0].prompt, self.opts.answer_prefix + gold_of[qid], gold_of[qid])
+        for i in missing:
+            ex = batch.examples[i]
+            marks = marker_spans(ex.target)
+            body = ex.target[: marks[-1][0]] if marks else ex.target
+            body = body.rstrip()
+            target = (body + "\n" if body else "") + self.opts.answer_prefix + gold_of[ex.question.id]
+            add(("p", i), ex.prompt, target, gold_of[ex.question.id])
         if not rows:
-            return {}
+            return {}, {}
         pad = student.tokenizer.pad_token_id
         pad = pad if pad is not None else (student.tokenizer.eos_token_id or 0)
         inputs = pad_inputs(rows, pad)
@@ -202,8 +230,10 @@ class CompactMethod(Method):
                 out = student.forward(inputs)
         finally:
             student.model.train(was_training)
-        lp = span_mean_logprob(out.token_loss.float().cpu(), spans)
-        return {qid: float(v) for qid, v in zip(qids, lp.tolist(), strict=True)}
+        lp = span_mean_logprob(out.token_loss.float().cpu(), spans).tolist()
+        prior = {str(k[1]): v for k, v in zip(keys, lp, strict=True) if k[0] == "q"}
+        counterfactual = {int(k[1]): v for k, v in zip(keys, lp, strict=True) if k[0] == "p"}
+        return prior, counterfactual
 
     @staticmethod
     def _gold_surface(exs: list[Example]) -> str:
@@ -224,8 +254,11 @@ class CompactMethod(Method):
         d = losses.detach().double().cpu()
         o = self.opts
         if o.use_a:
-            lp_with = span_mean_logprob(out.token_loss.float().cpu(), self._batch_spans(student, batch))
-            prior = self._answer_prior(student, batch)
+            spans = self._batch_spans(student, batch)
+            lp_with = span_mean_logprob(out.token_loss.float().cpu(), spans)
+            prior, counterfactual = self._no_grad_scores(student, batch, [i for i, s in enumerate(spans) if s is None])
+            for i, v in counterfactual.items():
+                lp_with[i] = v
             lp_without = torch.tensor(
                 [prior.get(ex.question.id, math.nan) for ex in batch.examples], dtype=torch.float64
             )
