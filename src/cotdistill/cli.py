@@ -109,6 +109,60 @@ def inspect_cmd(
         out.print(table)
 
 
+@app.command("filter")
+def filter_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory with questions.jsonl and paths.jsonl")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
+) -> None:
+    """Answer check, judge and consensus for every path: RUN/filtered.jsonl + RUN/filter_stats.json."""
+    from cotdistill.filtering import filter_run, stats_path
+    from cotdistill.stages import resolve_run
+
+    run_dir, cfg = resolve_run(run, config, set_)
+    stats = filter_run(run_dir, cfg)
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    _print_filter_stats(stats)
+    out.print(f"wrote {run_dir.filtered} and {stats_path(run_dir)}")
+
+
+def _print_filter_stats(stats: dict) -> None:
+    total, kept = stats["total"], stats["kept"]
+    out.print(
+        f"[bold]kept {kept}/{total} paths[/] ({kept / max(total, 1):.1%}); judge verdicts {stats['judge_verdicts']}"
+    )
+    for group in ("teacher", "style"):
+        table = Table(title=f"kept by {group}")
+        for col in (group, "total", "kept", "dropped", "kept %"):
+            table.add_column(col, justify="left" if col == group else "right")
+        for key, r in stats[f"by_{group}"].items():
+            table.add_row(
+                key,
+                str(r["total"]),
+                str(r["kept"]),
+                str(r["total"] - r["kept"]),
+                f"{r['kept'] / max(r['total'], 1):.1%}",
+            )
+        out.print(table)
+    if stats["by_reason"]:
+        table = Table(title="dropped by reason")
+        table.add_column("reason")
+        table.add_column("paths", justify="right")
+        for reason, n in stats["by_reason"].items():
+            table.add_row(reason, str(n))
+        out.print(table)
+    n_empty = stats["questions_without_kept"]
+    if n_empty:
+        ids = stats["questions_without_kept_ids"]
+        shown = ", ".join(ids[:10]) + (" ..." if n_empty > 10 else "")
+        out.print(f"[yellow]{n_empty} of {stats['questions']} questions have no kept path[/]: {shown}")
+    else:
+        out.print(f"every one of the {stats['questions']} questions keeps at least one path")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

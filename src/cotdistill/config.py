@@ -86,24 +86,48 @@ class GenerateConfig(Section):
 
 
 class JudgeConfig(Section):
-    kind: Literal["none", "arithmetic", "llm", "synthetic"] = "arithmetic"
+    """The second filter stage: a judge of each path's soundness (METHODS.md §1b)."""
+
+    kind: Literal["none", "arithmetic", "llm", "synthetic"] = Field(
+        "arithmetic",
+        description="arithmetic: re-compute every stated calculation (local); llm: a teacher's backend judges "
+        "(VALID / INVALID - reason, temperature 0); synthetic: the arithmetic judge plus, for lab questions, the "
+        "lab's solution-based check; none: no judge",
+    )
     teacher: str | None = Field(None, description="llm: which teacher's backend judges")
-    unparseable: Literal["reject", "accept"] = "reject"
+    unparseable: Literal["reject", "accept"] = Field(
+        "reject", description="llm: what to do with a reply that is neither VALID nor INVALID (or a failed request)"
+    )
+    judge_rejected: bool = Field(
+        False, description="llm: also judge paths the answer check already rejected (costs requests; for analysis)"
+    )
 
 
 class ConsensusConfig(Section):
-    enabled: bool = True
+    """Graph consensus C per path (METHODS.md §2a): sentence-embedding similarity plus answer agreement."""
+
+    enabled: bool = Field(True, description="compute checks.consensus (needs the sentence encoder)")
     encoder: str = Field("minilm", description="'minilm' (offline default) or a local sentence-transformers path")
-    delta: float = 0.5
-    eta: float = 1.0
+    delta: float = Field(0.5, ge=-1.0, le=1.0, description="cosine similarity below delta gives no edge")
+    eta: float = Field(1.0, ge=0.0, description="edge bonus factor when two paths give the same answer")
     use_gold: bool = Field(True, description="wrong answer -> C=0 using gold; false: majority answer")
-    centrality: Literal["degree", "pagerank"] = "degree"
-    batch_size: int = Field(64, ge=1)
+    centrality: Literal["degree", "pagerank"] = Field("degree", description="weighted degree or weighted PageRank")
+    batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
+    min_score: float = Field(
+        0.0, ge=0.0, le=1.0, description="reject paths with C below this (reason low_consensus); 0 keeps all"
+    )
+    device: str = Field("cpu", description="encoder device (cpu, cuda, ...)")
 
 
 class FilterConfig(Section):
-    answer_check: bool = True
+    """Quality filtering of paths: answer check, judge, consensus; each stage switchable ("w/o QF" ablation)."""
+
+    enabled: bool = Field(
+        True, description="false: keep every path ('w/o QF' ablation); the checks are still computed and recorded"
+    )
+    answer_check: bool = Field(True, description="reject paths whose extracted answer is not equivalent to gold")
     lenient_extraction: bool = Field(True, description="accept an answer with no marker (last number)")
+    batch_paths: int = Field(256, ge=1, description="paths judged and embedded together (whole questions per batch)")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
 

@@ -1,0 +1,1 @@
+"""Quality filtering of reasoning paths: answer check, judges (arithmetic, llm), graph consensus."""
