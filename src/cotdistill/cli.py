@@ -163,6 +163,31 @@ def _print_filter_stats(stats: dict) -> None:
         out.print(f"every one of the {stats['questions']} questions keeps at least one path")
 
 
+@app.command("train")
+def train_cmd(
+    run: Annotated[Path, typer.Argument(help="run directory (questions.jsonl + filtered.jsonl or paths.jsonl)")],
+    method: Annotated[
+        str | None, typer.Option(help="sft-single | sft-multi | step-by-step | qr-distill | compact (default: config)")
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="ignore existing checkpoints and start over")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Train the configured students with a method; resumes from RUN/checkpoints when present."""
+    from cotdistill.stages import resolve_run
+    from cotdistill.training.loop import train
+
+    overrides = list(set_ or []) + ([f"train.method={method}"] if method else [])
+    rd, cfg = resolve_run(run, config, overrides)
+    summary = train(rd.root, cfg, resume=not fresh)
+    if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
+        out.print(
+            f"trained {', '.join(summary['students'])} with {summary['method']}: {summary['steps']} steps, "
+            f"{summary['examples']} examples ({summary['dropped_overlong']} over max_length dropped), "
+            f"{summary['tokens_per_s']:,.0f} tokens/s -> {rd.students}"
+        )
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

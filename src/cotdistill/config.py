@@ -154,6 +154,17 @@ class TrainConfig(Section):
     bf16: bool | Literal["auto"] = "auto"
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: once per epoch)")
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific settings")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in RUN/checkpoints (oldest removed)")
+    dev_metric: Literal["auto", "loss", "accuracy"] = Field(
+        "auto",
+        description="dev check each epoch: loss on dev paths, greedy accuracy on dev questions; auto: "
+        "loss when the dev split has kept paths, else accuracy",
+    )
+    dev_max_new_tokens: int = Field(128, ge=1, description="greedy tokens per dev question (dev_metric accuracy)")
+    trackers: list[str] = Field(
+        default_factory=lambda: ["tensorboard"], description="Accelerate trackers (RUN/logs/tb); [] for none"
+    )
+    length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
 
     @field_validator("method")
     @classmethod

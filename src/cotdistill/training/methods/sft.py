@@ -1,0 +1,122 @@
+"""Baselines (METHODS.md §3): ``sft-single``, ``sft-multi`` and ``step-by-step``, on the shared loop.
+
+Every student gets the same examples; a student's loss is the batch mean of its per-example mean response CE,
+and ``total`` sums the students' losses (each student has its own parameters, so the sum trains them apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from cotdistill.errors import ConfigError
+from cotdistill.records import Path, Question
+from cotdistill.tasks import get_family
+from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo, register_method
+
+
+def kept(path: Path) -> bool:
+    """Whether the filter kept ``path`` (``checks.kept``; the loop marks every path kept when no filter ran)."""
+    return bool(path.checks.get("kept", False))
+
+
+def path_example(q: Question, path: Path, prefix: str = "") -> Example:
+    """The standard example: the question's student prompt, the path text as target."""
+    return Example(question=q, prompt=prefix + get_family(q.task).student_prompt(q), target=path.text, path=path)
+
+
+def _check_options(options: dict[str, Any], known: set[str], method: str) -> None:
+    bad = sorted(set(options) - known - {"module_lr"})
+    if bad:
+        raise ConfigError(f"train.options: unknown option(s) {', '.join(bad)} for {method} (known: {sorted(known)})")
+
+
+class _SFT(Method):
+    def compute(self, batch: Batch, info: StepInfo) -> Computed:
+        losses: dict[str, torch.Tensor] = {}
+        total = None
+        for s in self.students:
+            out = s.forward(batch.inputs[s.name])
+            ce = out.loss.mean()
+            losses[f"ce/{s.name}"] = ce
+            total = ce if total is None else total + ce
+        assert total is not None
+        losses["total"] = total
+        return Computed(losses=losses)
+
+
+@register_method
+class SFTMulti(_SFT):
+    """All kept paths of all teachers and styles, uniform: the multi-path / multi-teacher union."""
+
+    name = "sft-multi"
+
+    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+        _check_options(self.options, set(), self.name)
+        return [path_example(questions[p.question_id], p) for p in paths if kept(p) and p.question_id in questions]
+
+
+@register_method
+class SFTSingle(_SFT):
+    """One path per question: the first kept path of ``options.teacher`` / ``options.style`` (either optional)."""
+
+    name = "sft-single"
+
+    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+        _check_options(self.options, {"teacher", "style"}, self.name)
+        teacher, style = self.options.get("teacher"), self.options.get("style")
+        chosen: dict[str, Path] = {}
+        for p in paths:
+            if p.question_id not in questions or p.question_id in chosen or not kept(p):
+                continue
+            if (teacher is None or p.teacher == teacher) and (style is None or p.style == style):
+                chosen[p.question_id] = p
+        return [path_example(questions[qid], p) for qid, p in chosen.items()]
+
+
+@register_method
+class StepByStep(Method):
+    """Distilling step-by-step: per path a rationale example and an answer example, with task prefixes.
+
+    Loss per student: ``L_answer + alpha * L_rationale`` (means over the batch's examples of each kind).
+    Defaults: ``rationale_prefix: ""`` (so the plain evaluation prompt asks for rationale + answer) and
+    ``answer_prefix: "[answer] "``; set ``rationale_prefix: "[rationale] "`` for the paper's symmetric prefixes.
+    """
+
+    name = "step-by-step"
+
+    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+        _check_options(self.options, {"alpha", "rationale_prefix", "answer_prefix"}, self.name)
+        rp = str(self.options.get("rationale_prefix", ""))
+        ap = str(self.options.get("answer_prefix", "[answer] "))
+        out: list[Example] = []
+        for p in paths:
+            if not kept(p) or p.question_id not in questions:
+                continue
+            q = questions[p.question_id]
+            fam = get_family(q.task)
+            out.append(path_example(q, p, rp))
+            out.append(Example(q, ap + fam.student_prompt(q), fam.format_answer(q.gold), path=p, kind="answer"))
+        return out
+
+    def compute(self, batch: Batch, info: StepInfo) -> Computed:
+        alpha = float(self.options.get("alpha", 1.0))
+        is_ans = torch.tensor([e.kind == "answer" for e in batch.examples])
+        losses: dict[str, torch.Tensor] = {}
+        total = None
+        for s in self.students:
+            out = s.forward(batch.inputs[s.name])
+            m = is_ans.to(out.loss.device)
+            zero = out.loss.sum() * 0.0
+            la = out.loss[m].mean() if m.any() else zero
+            lr = out.loss[~m].mean() if (~m).any() else zero
+            loss = la + alpha * lr
+            losses[f"ce/{s.name}"] = loss
+            losses[f"answer/{s.name}"] = la
+            losses[f"rationale/{s.name}"] = lr
+            total = loss if total is None else total + loss
+        assert total is not None
+        losses["total"] = total
+        return Computed(losses=losses)

@@ -1,0 +1,88 @@
+"""The shared training loop: collation, batching, a short sft run, reload with plain transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cotdistill.config import load_config
+from cotdistill.errors import CotdistillError
+from cotdistill.students import train_tokenizer
+from cotdistill.training.collate import collate, encode, render_prompt
+from cotdistill.training.loop import make_batches, shard, train
+from trainutil import TINY, write_add_run, write_config
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = [f"What is {a} + {b}?" for a in range(10) for b in range(10)] + ["The answer is 7."] * 5
+    return train_tokenizer(texts, 300)
+
+
+def test_encode_labels_only_on_response_and_eos(tok):
+    e = encode(tok, "What is 3 + 4?", "3 + 4 = 7. The answer is 7.")
+    prompt_ids = tok(render_prompt(tok, "What is 3 + 4?"), add_special_tokens=False)["input_ids"]
+    assert e.ids[: e.n_prompt] == prompt_ids
+    assert e.ids[-1] == tok.eos_token_id
+    assert tok.decode(e.ids[e.n_prompt :], skip_special_tokens=True) == "3 + 4 = 7. The answer is 7."
+    b = collate([e, encode(tok, "Hi", "ok")], tok.pad_token_id)
+    assert b.input_ids.shape == (2, len(e))  # padded to the longest in the batch, not to a fixed length
+    assert (b.labels[0, : e.n_prompt] == -100).all() and (b.labels[0, e.n_prompt :] != -100).all()
+    assert b.attention_mask[1].sum() < b.attention_mask[0].sum()
+    assert (b.labels[1][b.attention_mask[1] == 0] == -100).all()
+
+
+def test_digits_are_single_tokens(tok):
+    ids = tok("12345", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 5
+
+
+def test_question_batching_keeps_questions_together():
+    groups = [f"q{i // 3}" for i in range(30)]  # 10 questions x 3 examples
+    batches = make_batches([5] * 30, groups, 7, seed=1, epoch=0, mode="question", length_grouping=True)
+    assert sorted(i for b in batches for i in b) == list(range(30))
+    for b in batches:
+        qs = {groups[i] for i in b}
+        assert all(sum(groups[i] == q for i in b) == 3 for q in qs)  # every question whole
+    for rank_sets in ([shard(b, groups, r, 2, "question") for r in range(2)] for b in batches):
+        assert not {groups[i] for i in rank_sets[0]} & {groups[i] for i in rank_sets[1]}
+
+
+def test_path_batching_is_seeded_and_length_grouped():
+    lengths = [i % 17 for i in range(200)]
+    a = make_batches(lengths, ["x"] * 200, 10, seed=3, epoch=1, mode="path", length_grouping=True)
+    assert a == make_batches(lengths, ["x"] * 200, 10, seed=3, epoch=1, mode="path", length_grouping=True)
+    assert a != make_batches(lengths, ["x"] * 200, 10, seed=3, epoch=2, mode="path", length_grouping=True)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a) / len(a)
+    assert spread < 5  # random batches would span ~16
+
+
+def test_sft_multi_trains_saves_and_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = write_add_run(tmp_path / "run")
+    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=2, batch_size=8, checkpoint_every=5))
+    summary = train(run, cfg)
+    assert summary["examples"] == 120 and summary["dropped_overlong"] == 0
+    recs = [json.loads(line) for line in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == list(range(summary["total_steps"]))
+    assert set(recs[0]["losses"]) == {"ce/s", "total"} and set(recs[0]["lr"]) == {"s"}
+    assert recs[-1]["losses"]["total"] < recs[0]["losses"]["total"]
+    dev = [json.loads(line) for line in (run / "logs" / "dev.jsonl").read_text().splitlines()]
+    assert [d["epoch"] for d in dev] == [0, 1] and dev[0]["metric"] == "loss"
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert len(ckpts) == 2  # keep_checkpoints
+    for d in (run / "students" / "s", run / "students" / "s" / "best"):
+        model = AutoModelForCausalLM.from_pretrained(d)
+        tok = AutoTokenizer.from_pretrained(d)
+        ids = torch.tensor([tok(render_prompt(tok, "What is 1 + 2?"))["input_ids"]])
+        assert model(ids).logits.shape[-1] == len(tok)
+
+
+def test_student_count_is_checked(tmp_path):
+    run = write_add_run(tmp_path / "run", n_train=4, n_dev=0)
+    cfg = load_config(write_config(tmp_path / "c.yaml", []))
+    with pytest.raises(CotdistillError, match="needs 1..any student"):
+        train(run, cfg)

@@ -1,0 +1,47 @@
+"""Tiny runs for the training tests: an easy arithmetic set written straight into a run directory."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import yaml
+
+from cotdistill.io import atomic_write_jsonl
+from cotdistill.records import Path as PathRec
+from cotdistill.records import Question, path_id
+
+
+def write_add_run(root: Path, n_train: int = 60, n_dev: int = 20, paths_per_q: int = 2, seed: int = 0) -> Path:
+    """``What is A + B?`` with single digits; each train question gets ``paths_per_q`` phrasings of the sum."""
+    rng = random.Random(seed)
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    rng.shuffle(pairs)
+    qs, ps = [], []
+    for i, (a, b) in enumerate(pairs[: n_train + n_dev]):
+        split = "train" if i < n_train else "dev"
+        q = Question(id=f"q{i}", task="math", question=f"What is {a} + {b}?", gold=str(a + b), split=split)
+        qs.append(q)
+        texts = [f"{a} + {b} = {a + b}. The answer is {a + b}.", f"We add {a} and {b}: {a + b}. The answer is {a + b}."]
+        for k in range(paths_per_q):
+            ps.append(
+                PathRec(
+                    id=path_id(q.id, "t", "cot", k), question_id=q.id, teacher="t", style="cot", sample=k,
+                    text=texts[k % len(texts)], answer=str(a + b), checks={"kept": True},
+                )
+            )  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(root / "questions.jsonl", qs)
+    atomic_write_jsonl(root / "filtered.jsonl", ps)
+    return root
+
+
+def write_config(path: Path, students: list[dict], **train: object) -> Path:
+    """A run config with the given students and train settings (trackers off, fp32 unless asked)."""
+    cfg = {"seed": 0, "students": students, "train": {"trackers": [], "bf16": False, **train}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+TINY = {"name": "s", "kind": "preset", "preset": "tiny-gpt2", "size": {"vocab": 300, "d_model": 32, "n_head": 2,
+        "d_ff": 64, "n_layer": 1, "n_positions": 128}}  # fmt: skip
