@@ -51,7 +51,9 @@ def corrupted_lab_run(
         TeacherConfig(name="clean_b", backend="synthetic", profile={**CLEAN, "verbosity": 0.6}),
         TeacherConfig(name="corrupt", backend="synthetic", profile=CLEAN),
         TeacherConfig(
-            name="corrupt_bad", backend="synthetic", profile={**CLEAN, "faults": {**CLEAN["faults"], "wrong_answer": 1.0}}
+            name="corrupt_bad",
+            backend="synthetic",
+            profile={**CLEAN, "faults": {**CLEAN["faults"], "wrong_answer": 1.0}},
         ),
     ]
     write_lab_paths(run.root, teachers=teachers, styles=list(styles), seed=seed)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import random
 
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tokenizers import decoders as tk_decoders
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from cotdistill.records import Path, Question
-from cotdistill.training.methods.base import Batch, Example, StudentHandle, StudentInputs, StudentOutput
+from cotdistill.training.collate import collate as collate_encoded
+from cotdistill.training.collate import encode
+from cotdistill.training.loop import Student
+from cotdistill.training.methods.base import Batch, Example
 
 
 def synthetic_data(n_questions: int, teachers: dict[str, int], seed: int = 0) -> tuple[dict[str, Question], list[Path]]:
@@ -30,7 +32,15 @@ def synthetic_data(n_questions: int, teachers: dict[str, int], seed: int = 0) ->
                 if s % 2:
                     text = f"{a} + {b} = {a + b} apples in all.\nThe answer is {a + b}."
                 paths.append(
-                    Path(id=f"{q.id}|{t}|cot|{s}", question_id=q.id, teacher=t, style="cot", sample=s, text=text)
+                    Path(
+                        id=f"{q.id}|{t}|cot|{s}",
+                        question_id=q.id,
+                        teacher=t,
+                        style="cot",
+                        sample=s,
+                        text=text,
+                        checks={"kept": True},
+                    )
                 )
     return questions, paths
 
@@ -47,59 +57,35 @@ def train_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeni
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|eos|>")
 
 
-class HFStudent(StudentHandle):
-    """Any HF causal LM behind the ``StudentHandle`` contract (token_loss aligned with ``labels``)."""
-
-    def __init__(self, model: torch.nn.Module, tokenizer, name: str = "s0") -> None:
-        self.name, self.model, self.tokenizer = name, model, tokenizer
-
-    def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
-        logits = self.model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask).logits
-        labels = inputs.labels
-        tl = torch.zeros(labels.shape, dtype=logits.dtype)
-        ce = F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none"
-        ).view(labels.shape[0], -1)
-        tl[:, 1:] = ce
-        n = (labels[:, 1:] != -100).sum(1).clamp(min=1)
-        return StudentOutput(loss=tl.sum(1) / n, logits=logits, token_loss=tl)
+def HFStudent(model: torch.nn.Module, tokenizer, name: str = "s0") -> Student:  # noqa: N802
+    """Any HF causal LM as the loop's own ``Student`` (CPU, fp32, full fine-tuning)."""
+    model.train()
+    return Student(name, model, tokenizer, torch.device("cpu"), False, False)
 
 
-class TinyStudent(HFStudent):
+def TinyStudent(tokenizer: PreTrainedTokenizerFast, seed: int = 0, name: str = "s0") -> Student:  # noqa: N802
     """A 2-layer GPT-2 (no dropout, so runs compare exactly) with the given tokenizer."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, seed: int = 0, name: str = "s0") -> None:
-        torch.manual_seed(seed)
-        cfg = GPT2Config(
-            vocab_size=len(tokenizer),
-            n_layer=2,
-            n_head=2,
-            n_embd=64,
-            n_positions=256,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        super().__init__(GPT2LMHeadModel(cfg), tokenizer, name)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        n_positions=256,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return HFStudent(GPT2LMHeadModel(cfg), tokenizer, name)
 
 
 def collate(examples: list[Example], student: HFStudent) -> Batch:
-    """Tokenise prompt + target (+EOS) per example, labels on the target and EOS, right padding."""
+    """The loop's own tokenisation and padding (``training/collate.py``) for one student."""
     tok = student.tokenizer
-    rows = []
-    for ex in examples:
-        p = tok(ex.prompt + "\n", add_special_tokens=False)["input_ids"]
-        t = tok(ex.target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        rows.append((p + t, [-100] * len(p) + t))
-    n = max(len(r[0]) for r in rows)
-    ids = torch.full((len(rows), n), tok.pad_token_id)
-    labels = torch.full((len(rows), n), -100)
-    mask = torch.zeros((len(rows), n), dtype=torch.long)
-    for i, (x, y) in enumerate(rows):
-        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-    return Batch(examples=examples, inputs={student.name: StudentInputs(ids, mask, labels)})
+    items = [encode(tok, ex.prompt, ex.target) for ex in examples]
+    return Batch(examples=examples, inputs={student.name: collate_encoded(items, tok.pad_token_id)})
 
 
 def question_batches(examples: list[Example], questions_per_batch: int) -> list[list[Example]]:

@@ -35,7 +35,16 @@ def own_vs_foreign(questions: dict[str, Question], rationale: dict[str, str], ma
         foreign = rationale[qids[(i + 1) % len(qids)]]
         for teacher, body in (("own", rationale[qid]), ("foreign", foreign)):
             text = f"{body}\n{marker}{gold}."
-            out.append(PathRecord(id=f"{qid}|{teacher}", question_id=qid, teacher=teacher, style="cot", text=text))
+            out.append(
+                PathRecord(
+                    id=f"{qid}|{teacher}",
+                    question_id=qid,
+                    teacher=teacher,
+                    style="cot",
+                    text=text,
+                    checks={"kept": True},
+                )
+            )
     return out
 
 

@@ -40,6 +40,7 @@ class CompactOptions(Section):
     use_a: bool = Field(True, description="false: ablation without adaptability (and no extra no-grad pass)")
     use_d: bool = Field(True, description="false: ablation without difficulty")
     unfiltered: bool = Field(False, description="true: train on every path, also those the filter rejected")
+    module_lr: float | None = Field(None, description="(loop-wide option, unused by compact: no trainable modules)")
     answer_prefix: str = Field(
         "The answer is ", description="text between prompt and gold answer in the no-grad pass for log p(y*|x)"
     )

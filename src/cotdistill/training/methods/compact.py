@@ -23,6 +23,7 @@ import torch
 from cotdistill.records import Path, Question
 from cotdistill.tasks import get_family
 from cotdistill.tasks.base import marker_spans
+from cotdistill.training.collate import render_prompt
 from cotdistill.training.compact_weights import (
     CompactOptions,
     DifficultyEMA,
@@ -44,6 +45,7 @@ from cotdistill.training.methods.base import (
     StudentInputs,
     register_method,
 )
+from cotdistill.training.methods.sft import kept
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -64,15 +66,6 @@ def consensus_of(path: Path | None) -> float:
         return float(c) if c is not None else math.nan
     except (TypeError, ValueError):
         return math.nan
-
-
-def render_prompt(tokenizer: Any, prompt: str) -> str:
-    """The text before the answer, as the training loop renders it (chat template user turn, else prompt + newline)."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
-    return prompt + "\n"
 
 
 def encode_scored(
@@ -136,7 +129,7 @@ class CompactMethod(Method):
             q = questions.get(p.question_id)
             if q is None or q.split != "train":
                 continue
-            if not self.opts.unfiltered and p.checks.get("kept") is False:
+            if not self.opts.unfiltered and not kept(p):
                 continue
             prompt = get_family(q.task).student_prompt(q)
             by_q[q.id].append(Example(question=q, prompt=prompt, target=p.text, path=p))
