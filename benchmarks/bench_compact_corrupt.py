@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compact_lab import corrupted_lab_run  # noqa: E402
-
 from cotdistill.config import RunConfig  # noqa: E402
 from cotdistill.records import load_questions  # noqa: E402
 from cotdistill.rundir import RunDir  # noqa: E402

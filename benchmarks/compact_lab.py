@@ -3,7 +3,9 @@
 The corrupted teacher writes every path of a seeded ``corrupt_share`` of the training questions with a wrong
 answer (a miscalculated step carried to the end: the lab's ``wrong_answer`` fault at rate 1), and clean paths
 elsewhere. The filter stage then runs with ``filter.enabled: false`` (every path kept, every check recorded, so
-both methods train on the same data) and the graph consensus on.
+both methods train on the same data) and the graph consensus on. The three teachers share one fault-free
+profile (different phrasings: the lab's text depends on the teacher's name), so corruption is their only
+difference.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def corrupted_lab_run(
     write_questions(cfg, run.root)
     teachers = [
         TeacherConfig(name="clean_a", backend="synthetic", profile=CLEAN),
-        TeacherConfig(name="clean_b", backend="synthetic", profile={**CLEAN, "verbosity": 0.6}),
+        TeacherConfig(name="clean_b", backend="synthetic", profile=CLEAN),
         TeacherConfig(name="corrupt", backend="synthetic", profile=CLEAN),
         TeacherConfig(
             name="corrupt_bad",
