@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--corrupt-share", type=float, default=0.3)
     ap.add_argument("--out", default="runs/bench_compact_corrupt")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--figure", help="where to write the weight-trajectory PNG (default OUT/compact_weights.png)")
     args = ap.parse_args()
 
     root = Path(args.out)
@@ -130,6 +131,10 @@ def main() -> None:
     print(f"corrupt weight {w['corrupt']:.3f} < 1/3 and < every clean teacher: {ok}")
     print(f"\ntest accuracy ({len(test_qs)} questions): compact {acc_c:.3f}  uniform union (sft-multi) {acc_u:.3f}")
     print(f"train wall time: compact {csum['wall_s']:.1f} s, union {usum['wall_s']:.1f} s")
+    from cotdistill.training.compact_plot import plot_weight_trajectory
+
+    fig = plot_weight_trajectory(crun.logs / "compact_weights.jsonl", args.figure or root / "compact_weights.png")
+    print(f"weight trajectory: {fig}")
     out = {
         "args": vars(args),
         "corrupted_questions": len(bad),

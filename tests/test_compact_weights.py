@@ -182,3 +182,26 @@ def test_char_to_token_span():
     offsets = [(0, 3), (3, 7), (7, 8), (8, 11), (0, 0)]
     assert char_to_token_span(offsets, (4, 8)) == (1, 3)
     assert char_to_token_span(offsets, (20, 22)) is None
+
+
+def test_weight_trajectory_and_plot(tmp_path):
+    import json
+
+    from cotdistill.errors import InputError
+    from cotdistill.training.compact_plot import plot_weight_trajectory, weight_trajectory
+
+    log = tmp_path / "compact_weights.jsonl"
+    rows = [(0, "q1", "a", 0.5), (0, "q1", "b", 0.5), (0, "q2", "a", 0.9), (0, "q2", "b", 0.1), (1, "q3", "a", 0.2)]
+    log.write_text(
+        "".join(
+            json.dumps({"schema_version": 1, "step": s, "epoch": 0, "question_id": q, "teacher": t, "weight": w}) + "\n"
+            for s, q, t, w in rows
+        )
+    )
+    traj = weight_trajectory(log)
+    assert traj["a"] == [(0, pytest.approx(0.7)), (1, pytest.approx(0.2))] and traj["b"] == [(0, pytest.approx(0.3))]
+    png = plot_weight_trajectory(log, tmp_path / "fig" / "w.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log.write_text('{"step": 0}\n')
+    with pytest.raises(InputError, match=":1: bad compact_weights record"):
+        weight_trajectory(log)
