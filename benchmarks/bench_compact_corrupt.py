@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--corrupt-share", type=float, default=0.3)
     ap.add_argument("--out", default="runs/bench_compact_corrupt")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--ablate-c", action="store_true", help="also train compact with use_c: false (A and D only)")
     ap.add_argument("--figure", help="where to write the weight-trajectory PNG (default OUT/compact_weights.png)")
     args = ap.parse_args()
 
@@ -129,6 +130,14 @@ def main() -> None:
     clean = [t for t in w if t != "corrupt"]
     ok = w["corrupt"] < 1 / 3 and all(w["corrupt"] < w[t] for t in clean)
     print(f"corrupt weight {w['corrupt']:.3f} < 1/3 and < every clean teacher: {ok}")
+    if args.ablate_c:
+        arun, _ = train(data, root / "compact_no_c", "compact", args, {"unfiltered": True, "use_c": False})
+        print("\nablation use_c: false (A and D only), mean weight after warm-up:")
+        ablation = weight_table(arun, bad, warm)
+        nan = float("nan")
+        for t, d in ablation.items():
+            bad_w, clean_w, a = d.get("weight_bad_q", nan), d.get("weight_clean_q", nan), d.get("A", nan)
+            print(f"{t:10} {d['weight']:8.3f}  on bad q {bad_w:.3f}  on clean q {clean_w:.3f}  A {a:.3f}")
     print(f"\ntest accuracy ({len(test_qs)} questions): compact {acc_c:.3f}  uniform union (sft-multi) {acc_u:.3f}")
     print(f"train wall time: compact {csum['wall_s']:.1f} s, union {usum['wall_s']:.1f} s")
     from cotdistill.training.compact_plot import plot_weight_trajectory

@@ -120,6 +120,7 @@ class CompactMethod(Method):
         self.ema = DifficultyEMA(self.opts.ema_mu)
         # (student, path id) -> (answer token start, end, answer-to-end token ids) in the target's own tokenisation
         self._spans: dict[tuple[str, str], tuple[int, int, list[int]] | None] = {}
+        self._char_spans: dict[tuple[str, str], tuple[int, int] | None] = {}
 
     # -- data -----------------------------------------------------------------------------------------------
     def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
@@ -141,7 +142,7 @@ class CompactMethod(Method):
         key = (student.name, ex.path.id if ex.path is not None else ex.target)
         if key not in self._spans:
             span = None
-            cs = answer_char_span(ex.target, ex.question)
+            cs = self._char_span(ex)
             if cs is not None:
                 enc = student.tokenizer(ex.target, add_special_tokens=False, return_offsets_mapping=True)
                 ts = char_to_token_span(enc["offset_mapping"], cs)
@@ -228,11 +229,17 @@ class CompactMethod(Method):
         counterfactual = {int(k[1]): v for k, v in zip(keys, lp, strict=True) if k[0] == "p"}
         return prior, counterfactual
 
-    @staticmethod
-    def _gold_surface(exs: list[Example]) -> str:
+    def _char_span(self, ex: Example) -> tuple[int, int] | None:
+        """``answer_char_span`` of an example's target, cached (it is asked every epoch)."""
+        key = (ex.question.id, ex.target)
+        if key not in self._char_spans:
+            self._char_spans[key] = answer_char_span(ex.target, ex.question)
+        return self._char_spans[key]
+
+    def _gold_surface(self, exs: list[Example]) -> str:
         """How the question's gold answer is written in its paths (the same text the answer span scores)."""
         for ex in exs:
-            cs = answer_char_span(ex.target, ex.question)
+            cs = self._char_span(ex)
             if cs is not None:
                 return ex.target[cs[0] : cs[1]]
         q = exs[0].question
