@@ -1,0 +1,207 @@
+"""COMPACT's weight computation (METHODS.md §2): z-scores, fusion, c_min cut, warm-up, EMA, answer spans."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cotdistill.errors import ConfigError
+from cotdistill.records import Question
+from cotdistill.training.compact_weights import (
+    CompactOptions,
+    DifficultyEMA,
+    adaptability,
+    answer_char_span,
+    char_to_token_span,
+    fuse,
+    in_warmup,
+    span_mean_logprob,
+    weight_entropy,
+    zscore,
+)
+
+NAN = math.nan
+
+
+def t(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64)
+
+
+def test_zscore_basic_ties_single_and_missing():
+    z = zscore(t(1.0, 2.0, 3.0))
+    assert torch.allclose(z, t(-1.2247449, 0.0, 1.2247449), atol=1e-6)
+    assert torch.equal(zscore(t(0.7, 0.7, 0.7)), t(0.0, 0.0, 0.0))
+    assert torch.equal(zscore(t(4.2)), t(0.0))
+    z = zscore(t(1.0, NAN, 3.0))
+    assert z[1] == 0 and z[0] == -1 and z[2] == 1
+
+
+def test_options_defaults_and_unknown_key():
+    o = CompactOptions.from_options({})
+    assert (o.lambda_c, o.lambda_a, o.lambda_d, o.tau, o.c_min, o.ema_mu) == (1, 1, 1, 1, 0.2, 0.9)
+    with pytest.raises(ConfigError, match="lamda_c: unknown field"):
+        CompactOptions.from_options({"lamda_c": 1})
+    with pytest.raises(ConfigError, match="tau"):
+        CompactOptions.from_options({"tau": 0})
+
+
+def test_each_signal_moves_weight_the_right_way():
+    o = CompactOptions()
+    flat = t(0.5, 0.5, 0.5)
+    w = fuse(t(0.9, 0.5, 0.3), flat, flat, o).weights
+    assert w[0] > w[1] > w[2]
+    w = fuse(flat, t(2.0, 0.0, -1.0), flat, o).weights
+    assert w[0] > w[1] > w[2]
+    w = fuse(flat, flat, t(1.0, 2.0, 3.0), o).weights  # harder -> lower
+    assert w[0] > w[1] > w[2]
+
+
+def test_switches_remove_each_signal():
+    c, a, d = t(0.9, 0.5, 0.3), t(2.0, 0.0, -1.0), t(3.0, 2.0, 1.0)
+    only_a = fuse(c, a, d, CompactOptions(use_c=False, use_d=False)).weights
+    assert torch.allclose(only_a, fuse(t(1, 1, 1), a, t(1, 1, 1), CompactOptions()).weights)
+    no_a = fuse(c, a, d, CompactOptions(use_a=False)).weights
+    assert torch.allclose(no_a, fuse(c, t(0, 0, 0), d, CompactOptions()).weights)
+    no_d = fuse(c, a, d, CompactOptions(use_d=False)).weights
+    assert torch.allclose(no_d, fuse(c, a, t(0, 0, 0), CompactOptions()).weights)
+    # without C there is no c_min cut either
+    assert fuse(t(0.0, 1.0), t(0, 0), t(0, 0), CompactOptions(use_c=False)).weights[0] == pytest.approx(0.5)
+
+
+def test_all_coefficients_zero_is_uniform():
+    o = CompactOptions(lambda_c=0, lambda_a=0, lambda_d=0, c_min=0)
+    w = fuse(t(0.9, 0.1, 0.4, 0.0), t(3, -2, 0, 1), t(1, 5, 2, 0.1), o).weights
+    assert torch.allclose(w, torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_c_min_cut_renormalises_and_all_cut_falls_back():
+    o = CompactOptions()
+    f = fuse(t(1.0, 0.1, 0.8), t(0, 0, 0), t(0, 0, 0), o)
+    assert f.weights[1] == 0 and f.cut.tolist() == [False, True, False] and not f.fallback
+    assert float(f.weights.sum()) == pytest.approx(1.0)
+    f = fuse(t(0.1, 0.0, 0.05), t(1, 0, 0), t(0, 0, 0), o)
+    assert f.fallback and bool(torch.isfinite(f.weights).all()) and float(f.weights.sum()) == pytest.approx(1.0)
+    assert f.weights[0] > f.weights[1]  # the other signals still rank them
+    # unknown C (no consensus from the filter stage) is neutral and never cut
+    f = fuse(t(NAN, NAN), t(0, 0), t(0, 0), o)
+    assert f.weights.tolist() == [0.5, 0.5]
+
+
+def test_single_teacher_and_ties_never_nan():
+    for c, a, d in [(t(0.0), t(NAN), t(NAN)), (t(1.0), t(5.0), t(2.0)), (t(NAN), t(NAN), t(NAN))]:
+        assert fuse(c, a, d, CompactOptions()).weights.tolist() == [1.0]
+    w = fuse(t(1, 1, 1), t(0, 0, 0), t(2, 2, 2), CompactOptions()).weights
+    assert torch.allclose(w, torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_warmup_is_uniform_over_survivors():
+    o = CompactOptions()
+    f = fuse(t(1.0, 0.0, 0.5), t(5, -5, 0), t(0, 9, 1), o, warmup=True)
+    assert f.weights.tolist() == [0.5, 0.0, 0.5]
+    assert [in_warmup(s, 100, 0.1) for s in (0, 9, 10, 50)] == [True, True, False, False]
+    assert not in_warmup(0, 100, 0.0)
+
+
+def test_temperature_sharpens():
+    c, z = t(0.9, 0.6, 0.3), t(0, 0, 0)
+    hot = fuse(c, z, z, CompactOptions(tau=10.0)).weights
+    cold = fuse(c, z, z, CompactOptions(tau=0.1)).weights
+    assert weight_entropy(hot) > weight_entropy(cold)
+    assert cold[0] > 0.99
+
+
+finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(NAN))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda k: st.tuples(
+            st.lists(st.one_of(st.floats(0, 1), st.just(NAN)), min_size=k, max_size=k),
+            st.lists(finite_or_nan, min_size=k, max_size=k),
+            st.lists(finite_or_nan, min_size=k, max_size=k),
+        )
+    ),
+    st.floats(0.01, 100),
+    st.booleans(),
+)
+def test_weights_always_sum_to_one_and_finite(cad, tau, warm):
+    c, a, d = (torch.tensor(x, dtype=torch.float64) for x in cad)
+    w = fuse(c, a, d, CompactOptions(tau=tau), warmup=warm).weights
+    assert bool(torch.isfinite(w).all())
+    assert bool((w >= 0).all())
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_difficulty_ema_and_state_roundtrip():
+    ema = DifficultyEMA(mu=0.9)
+    assert ema.smoothed("a", 2.0) == 2.0  # first sight: D* = D
+    ema.update({"a": [2.0, 4.0], "b": [1.0]})
+    assert ema.ema == {"a": 3.0, "b": 1.0}
+    assert ema.smoothed("a", 1.0) == 2.0
+    ema.update({"a": [1.0], "b": [NAN]})
+    assert ema.ema["a"] == pytest.approx(0.9 * 3.0 + 0.1 * 1.0) and ema.ema["b"] == 1.0
+    other = DifficultyEMA(mu=0.9)
+    other.load_state_dict(ema.state_dict())
+    assert other.ema == ema.ema
+
+
+def test_adaptability_and_span_logprob():
+    tl = torch.tensor([[0.0, 1.0, 3.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    lp = span_mean_logprob(tl, [(1, 3), None])
+    assert lp[0] == pytest.approx(-2.0) and math.isnan(lp[1])
+    a = adaptability(t(-1.0, -20.0, NAN), t(-3.0, 0.0, -1.0), clip=5.0)
+    assert a[0] == pytest.approx(2.0) and a[1] == -5.0 and math.isnan(a[2])
+
+
+def q(task: str, gold: str, **kw) -> Question:
+    return Question(id="q", task=task, question="?", gold=gold, **kw)
+
+
+def test_answer_char_span_marker_and_real_style():
+    text = "3 + 4 = 7 apples. Then 7 * 6 = 42.\nThe answer is 42."
+    s = answer_char_span(text, q("math", "42"))
+    assert s is not None and text[s[0] : s[1]] == "42" and s[0] > text.index("The answer")
+    # real SVAMP style: no marker, the last matching number
+    text = "Danny has 100 - 68 = 32 more wrappers than bottle caps in his collection now."
+    s = answer_char_span(text, q("math", "32.0"))
+    assert s is not None and text[s[0] : s[1]] == "32"
+    # wrong final answer: no span (a stray gold number earlier is not the answer)
+    assert answer_char_span("It is 5. The answer is 6.", q("math", "5")) is None
+    assert answer_char_span("The answer is 6.", q("math", "5")) is None
+    text = "Birds fly. So the answer is yes."
+    s = answer_char_span(text, q("yesno", "yes"))
+    assert text[s[0] : s[1]].lower() == "yes"
+
+
+def test_char_to_token_span():
+    offsets = [(0, 3), (3, 7), (7, 8), (8, 11), (0, 0)]
+    assert char_to_token_span(offsets, (4, 8)) == (1, 3)
+    assert char_to_token_span(offsets, (20, 22)) is None
+
+
+def test_weight_trajectory_and_plot(tmp_path):
+    import json
+
+    from cotdistill.errors import InputError
+    from cotdistill.training.compact_plot import plot_weight_trajectory, weight_trajectory
+
+    log = tmp_path / "compact_weights.jsonl"
+    rows = [(0, "q1", "a", 0.5), (0, "q1", "b", 0.5), (0, "q2", "a", 0.9), (0, "q2", "b", 0.1), (1, "q3", "a", 0.2)]
+    log.write_text(
+        "".join(
+            json.dumps({"schema_version": 1, "step": s, "epoch": 0, "question_id": q, "teacher": t, "weight": w}) + "\n"
+            for s, q, t, w in rows
+        )
+    )
+    traj = weight_trajectory(log)
+    assert traj["a"] == [(0, pytest.approx(0.7)), (1, pytest.approx(0.2))] and traj["b"] == [(0, pytest.approx(0.3))]
+    png = plot_weight_trajectory(log, tmp_path / "fig" / "w.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log.write_text('{"step": 0}\n')
+    with pytest.raises(InputError, match=":1: bad compact_weights record"):
+        weight_trajectory(log)
