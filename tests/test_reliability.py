@@ -166,7 +166,10 @@ def _hold_lock(run: Path, command: str = "holder") -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("command", ["generate", "filter", "train", "questions", "import"])
+@pytest.mark.parametrize(
+    "command",
+    ["generate", *(pytest.param(c, marks=pytest.mark.slow) for c in ("filter", "train", "questions", "import"))],
+)
 def test_second_process_on_a_run_refuses_with_the_holder(tmp_path: Path, command: str) -> None:
     run = _lab_run(tmp_path / "run")
     before = _snapshot(run)
@@ -318,7 +321,9 @@ def _read_only(run: Path, args: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("stage", ["filter", "generate", "questions"])
+@pytest.mark.parametrize(
+    "stage", ["filter", *(pytest.param(c, marks=pytest.mark.slow) for c in ("generate", "questions"))]
+)
 def test_read_only_run_directory_is_a_clear_error(tmp_path: Path, stage: str) -> None:
     run = _lab_run(tmp_path / "run")
     cfg = _synth_config(tmp_path)
@@ -417,12 +422,12 @@ BAD_CONFIGS = [
 
 
 # every case through generate; three of them through filter and train too (the same loader serves every stage)
-CONFIG_CASES = [("generate", i) for i in range(len(BAD_CONFIGS))] + [
-    (cmd, i) for cmd in ("filter", "train") for i in (0, 4, 8)
+CONFIG_CASES = [pytest.param("generate", i, id=f"generate-cfg{i}") for i in range(len(BAD_CONFIGS))] + [
+    pytest.param(cmd, i, id=f"{cmd}-cfg{i}", marks=pytest.mark.slow) for cmd in ("filter", "train") for i in (0, 4, 8)
 ]
 
 
-@pytest.mark.parametrize(("command", "case"), CONFIG_CASES, ids=[f"{c}-cfg{i}" for c, i in CONFIG_CASES])
+@pytest.mark.parametrize(("command", "case"), CONFIG_CASES)
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path: Path, command: str, case: int) -> None:
     text, needles = BAD_CONFIGS[case]
     run = tmp_path / "run"

@@ -294,7 +294,8 @@ def main() -> None:
             sys.exit(rc)
     except CotdistillError as e:
         # escape: a message quoting "[B]" or a file called data[1].json must print as it is
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        one_line = " ".join(str(e).splitlines())  # a message quoting multi-line input still prints as one line
+        console.print(f"[red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
