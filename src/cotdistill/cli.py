@@ -53,6 +53,9 @@ def questions_cmd(
     cfg.questions = qc.model_copy(update=updates)
     if seed is not None:
         cfg.seed = seed
+    from cotdistill.lock import acquire_run_lock
+
+    acquire_run_lock(out_dir, "questions")
     counts = write_questions(cfg, out_dir)
     out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})", soft_wrap=True)
 
@@ -67,8 +70,10 @@ def import_cmd(
     style: Annotated[str | None, typer.Option(help="style recorded on the paths")] = None,
 ) -> None:
     """Import an existing multi-path dataset into RUN/questions.jsonl + RUN/paths.jsonl."""
+    from cotdistill.lock import acquire_run_lock
     from cotdistill.sources.importers import ImportOptions, run_import
 
+    acquire_run_lock(out_dir, "import")
     nq, np_ = run_import(fmt, src, out_dir, ImportOptions(task=task, teacher=teacher, style=style))
     out.print(f"imported {nq} questions and {np_} paths into {out_dir}", soft_wrap=True)
 
@@ -127,7 +132,7 @@ def run_cmd(
     from cotdistill.pipeline import run_pipeline
     from cotdistill.stages import resolve_run
 
-    run, cfg = resolve_run(run_dir, config, set_)
+    run, cfg = resolve_run(run_dir, config, set_, lock="run")
     run_pipeline(run, cfg, tuple(force or ()), until, log=lambda m: console.print(m, highlight=False))
     report = run.root / "report.html"
     if report.exists():
@@ -146,7 +151,7 @@ def demo_cmd(
     from cotdistill.stages import resolve_run
 
     config = Path(str(files("cotdistill") / "configs" / "demo.yaml"))
-    run, cfg = resolve_run(run_dir, config, set_)
+    run, cfg = resolve_run(run_dir, config, set_, lock="demo")
     run_pipeline(run, cfg, log=lambda m: console.print(m, highlight=False))
     out.print(f"report: {run.root / 'report.html'}")
 
@@ -168,7 +173,7 @@ def bench_cmd(
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         raise CotdistillError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
-    run, cfg = resolve_run(run_dir, config, set_)
+    run, cfg = resolve_run(run_dir, config, set_, lock="bench")
     names = [v.strip() for v in variants.split(",")] if variants else None
     result = run_bench(run, cfg, seed_list, names, log=lambda m: console.print(m, highlight=False))
     for table_name in ("methods", "ablations"):
@@ -194,7 +199,7 @@ def generate_cmd(
     from cotdistill.generation import run_generate
     from cotdistill.stages import resolve_run
 
-    run_dir, cfg = resolve_run(run, config, set_)
+    run_dir, cfg = resolve_run(run, config, set_, lock="generate")
     summary = run_generate(run_dir, cfg, console=console)
     done = sum(t.completed + t.cached for t in summary.teachers.values())
     out.print(f"generate: {done} new paths in {run_dir.paths}, {summary.failed} failed")
@@ -211,7 +216,7 @@ def filter_cmd(
     from cotdistill.filtering import filter_run, stats_path
     from cotdistill.stages import resolve_run
 
-    run_dir, cfg = resolve_run(run, config, set_)
+    run_dir, cfg = resolve_run(run, config, set_, lock="filter")
     stats = filter_run(run_dir, cfg)
     if as_json:
         print(json.dumps(stats, indent=2))
@@ -269,7 +274,7 @@ def train_cmd(
     from cotdistill.training.loop import train
 
     overrides = list(set_ or []) + ([f"train.method={method}"] if method else [])
-    rd, cfg = resolve_run(run, config, overrides)
+    rd, cfg = resolve_run(run, config, overrides, lock="train")
     summary = train(rd.root, cfg, resume=not fresh)
     if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
         out.print(
@@ -317,11 +322,19 @@ def main() -> None:
             sys.exit(rc)
     except CotdistillError as e:
         # escape: a message quoting "[B]" or a file called data[1].json must print as it is
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        one_line = " ".join(str(e).splitlines())  # a message quoting multi-line input still prints as one line
+        console.print(f"[red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as e:  # a disk that refuses a write (full, read-only, denied) anywhere: one line, exit 2
+        from cotdistill.io import DISK_ERRNOS, disk_error
+
+        if e.errno not in DISK_ERRNOS:
+            raise
+        console.print(f"[red]error:[/] {escape(str(disk_error(e)))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code)

@@ -234,14 +234,14 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     """Every bad field of a config in one line: ``file: a.b: msg; c: msg``."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e.get("loc", ())) or "(top level)"
+        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e.get("loc", ())) or "(top level)"
         msg = e.get("msg", "invalid")
         if e.get("type") == "extra_forbidden":
             msg = "unknown field"
         elif e.get("type") == "missing":
             msg = "missing required field"
         parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
-    return f"{source}: invalid config: " + "; ".join(parts)
+    return " ".join((f"{source}: invalid config: " + "; ".join(parts)).splitlines())
 
 
 def set_by_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -264,7 +264,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     out = []
     for o in overrides:
         if "=" not in o:
-            raise ConfigError(f"override '{o}' must look like key.path=value")
+            raise ConfigError(f"override {o!r} must look like key.path=value")
         k, v = o.split("=", 1)
         try:
             out.append((k.strip(), yaml.safe_load(v)))
@@ -290,7 +290,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever yaml says
+            raise ConfigError(f"{p}{where}: malformed YAML: {problem}") from None
         if loaded is None:
             raise ConfigError(f"{p}: config file is empty")
         if not isinstance(loaded, dict):

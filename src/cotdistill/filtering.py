@@ -199,9 +199,12 @@ def filter_run(
     stats.questions = len(idx.offsets)
     llm_like = getattr(judge, "name", "") == "llm"
 
+    from cotdistill.faults import maybe_kill
+
     def records() -> Iterator[Path]:
         with open(run.paths, "rb") as f, _progress(progress, idx.total) as bar:
-            for qids in _batches(idx, fc.batch_paths):
+            for b, qids in enumerate(_batches(idx, fc.batch_paths)):
+                maybe_kill(f"filter:batch:{b}")
                 groups = [(qid, [_read_at(f, o) for o in idx.offsets[qid]]) for qid in qids]
                 yield from _filter_batch(groups, questions, cfg, judge, enc, llm_like, stats)
                 if bar is not None:
@@ -217,6 +220,7 @@ def filter_run(
         if enc is not None and encoder is None:
             enc.close()
     out = stats.as_dict(cfg, idx.duplicates)
+    maybe_kill("filter:before_stats")
     atomic_write_text(stats_path(run), json.dumps(out, indent=2) + "\n")
     return out
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cotdistill.config import RunConfig, TeacherConfig
 from cotdistill.errors import ConfigError, CotdistillError
+from cotdistill.faults import maybe_kill
 from cotdistill.io import JsonlAppender, repair_torn_tail
 from cotdistill.records import SCHEMA_VERSION, Path, Question, path_id, read_questions
 from cotdistill.rundir import RunDir
@@ -252,6 +253,7 @@ def run_generate(
                         metadata={"usage": usage, "backend": t.backend, "model": t.model, **meta},
                     )
                     paths_out.write(p)
+                    maybe_kill(f"generate:path:{len(written)}")
 
                 def tick(ts=ts, task=task, start=start) -> None:
                     elapsed = max(time.perf_counter() - start, 1e-9)
@@ -307,6 +309,7 @@ def run_generate(
                                     "metadata": comp.metadata,
                                 }
                             )
+                            maybe_kill(f"generate:cache_only:{len(written)}")
                         write_path(req, comp.text, comp.usage, comp.metadata)
                         ts.completed += 1
                     tick()

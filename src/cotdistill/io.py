@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
 import tempfile
@@ -11,20 +13,54 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cotdistill.errors import CotdistillError
+
+# errors that mean "the disk will not take this write": out of space, over a size limit or quota, read-only, denied
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class DiskError(CotdistillError):
+    """A write the disk refused (full, read-only, no permission): one line naming the file; earlier work is kept."""
+
+
+def disk_error(err: OSError, path: str | os.PathLike | None = None) -> DiskError:
+    """A one-line :class:`DiskError` for ``err`` naming the file (the error's own, else ``path``)."""
+    where = err.filename or path
+    why = os.strerror(err.errno) if err.errno else str(err)
+    what = f"cannot write {where}" if where else "a write failed"
+    return DiskError(f"{what}: {why}; files already complete in the run directory are kept")
+
+
+def _is_disk_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_ERRNOS
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file and rename, so readers never see a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if _is_disk_error(e):
+            raise disk_error(e, path) from None
+        raise
+
+
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a kill mid-write (one writer:
+            stale.unlink(missing_ok=True)  # the run directory's lock)
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if _is_disk_error(e):
+            raise disk_error(e, path) from None
         raise
 
 
@@ -37,8 +73,7 @@ def _dump(record: BaseModel | dict[str, Any]) -> str:
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Stream ``records`` into a temp file and rename it over ``path``; returns the number written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp_beside(path)
     n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -48,8 +83,10 @@ def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[BaseModel | di
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if _is_disk_error(e):
+            raise disk_error(e, path) from None
         raise
     return n
 
@@ -62,24 +99,53 @@ class JsonlAppender:
 
     def __init__(self, path: str | os.PathLike, fsync_every: int = 64):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_torn_tail(self.path)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            repair_torn_tail(self.path)
+            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            if _is_disk_error(e):
+                raise disk_error(e, self.path) from None
+            raise
         self._since_sync = 0
         self._fsync_every = fsync_every
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
-        self._f.write(_dump(record) + "\n")
-        self._f.flush()
-        self._since_sync += 1
-        if self._since_sync >= self._fsync_every:
-            os.fsync(self._f.fileno())
-            self._since_sync = 0
+        line = _dump(record) + "\n"
+        try:
+            self._f.write(line)
+            self._f.flush()
+            self._since_sync += 1
+            if self._since_sync >= self._fsync_every:
+                os.fsync(self._f.fileno())
+                self._since_sync = 0
+        except OSError as e:
+            self._abandon_torn_line()
+            if _is_disk_error(e):
+                raise disk_error(e, self.path) from None
+            raise
+
+    def _abandon_torn_line(self) -> None:
+        """After a failed write: drop the buffered rest and cut the file back to its last complete line."""
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        try:
+            repair_torn_tail(self.path)
+        except OSError:
+            pass  # the next open repairs it
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            except OSError as e:
+                self._abandon_torn_line()
+                if _is_disk_error(e):
+                    raise disk_error(e, self.path) from None
+                raise
             self._f.close()
 
     def __enter__(self) -> JsonlAppender:

@@ -196,6 +196,12 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
             raise InputError(src, "no questions found")
         tmp_q.replace(run.questions)
         tmp_p.replace(run.paths)
+    except OSError as e:  # disk full / read-only: one line naming the run directory; nothing half-written stays
+        from cotdistill.io import DISK_ERRNOS, disk_error
+
+        if e.errno in DISK_ERRNOS:
+            raise disk_error(e, f"{run.questions} / {run.paths}") from None
+        raise
     finally:
         tmp_q.unlink(missing_ok=True)
         tmp_p.unlink(missing_ok=True)
