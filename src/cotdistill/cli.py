@@ -294,7 +294,7 @@ def eval_cmd(
     from cotdistill.evaluation import evaluate_run, metrics_table
     from cotdistill.stages import resolve_run
 
-    rd, cfg = resolve_run(run, config, set_)
+    rd, cfg = resolve_run(run, config, set_, lock="eval")
     metrics = evaluate_run(rd, cfg, console=console)
     out.print(metrics_table(metrics))
     out.print(f"wrote {rd.eval / 'metrics.json'} and {rd.eval / 'outputs.jsonl'}")
