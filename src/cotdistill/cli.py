@@ -312,6 +312,14 @@ def report_cmd(
     out.print(f"wrote {html_path} and {md_path} (sections with data: {done})")
 
 
+@app.command("config-reference")
+def config_reference_cmd() -> None:
+    """Print every config field (type, default, meaning) as a markdown table (docs/config.md is this output)."""
+    from cotdistill.config import config_reference
+
+    print(config_reference(), end="")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

@@ -43,18 +43,20 @@ _LITERAL_KEY = re.compile(r"^(sk-|sk_|gsk_|xai-|hf_)[A-Za-z0-9_-]{8,}")
 class TeacherConfig(Section):
     """One teacher: a name, a backend and its generation settings."""
 
-    name: str = Field(min_length=1)
-    backend: Literal["synthetic", "openai", "hf"] = "synthetic"
+    name: str = Field(min_length=1, description="recorded on every path this teacher writes")
+    backend: Literal["synthetic", "openai", "hf"] = Field(
+        "synthetic", description="openai: any OpenAI-compatible server; hf: a local model; synthetic: the lab's"
+    )
     model: str = Field("", description="openai: model name; hf: local directory or .gguf file")
     base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str | None = Field(None, description="openai: NAME of the environment variable with the key")
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(1000, ge=1)
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
+    max_tokens: int = Field(1000, ge=1, description="new tokens per path")
     concurrency: int = Field(16, ge=1, description="openai: requests in flight at once")
-    requests_per_minute: float | None = Field(None, gt=0)
-    max_retries: int = Field(6, ge=0)
-    timeout_s: float = Field(60.0, gt=0)
+    requests_per_minute: float | None = Field(None, gt=0, description="openai: optional pacing")
+    max_retries: int = Field(6, ge=0, description="openai: retries on 429 / 5xx / timeouts / connection errors")
+    timeout_s: float = Field(60.0, gt=0, description="openai: per-request timeout in seconds")
     batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call")
     profile: dict[str, Any] = Field(default_factory=dict, description="synthetic: fault rates and verbosity")
     retry_backoff_s: float = Field(1.0, ge=0, description="openai: first retry delay; doubles per retry, jittered")
@@ -85,7 +87,7 @@ class TeacherConfig(Section):
 class GenerateConfig(Section):
     """Teachers x styles x questions x samples."""
 
-    styles: list[str] = Field(default_factory=lambda: list(STYLES))
+    styles: list[str] = Field(default_factory=lambda: list(STYLES), description="reasoning styles (style files)")
     samples: int = Field(1, ge=1, description="paths per (question, teacher, style)")
     style_dirs: list[str] = Field(default_factory=list, description="extra directories of style YAML files")
     splits: list[str] = Field(default_factory=lambda: ["train"], description="question splits to generate for")
@@ -144,25 +146,29 @@ class FilterConfig(Section):
 
 
 class StudentConfig(Section):
-    name: str = Field(min_length=1)
-    kind: Literal["preset", "hf", "gguf"] = "preset"
-    preset: Literal["tiny-gpt2", "tiny-llama"] | None = "tiny-gpt2"
+    """One student model: where it comes from, LoRA or full fine-tuning, its learning rate."""
+
+    name: str = Field(min_length=1, description="directory name under RUN/students/")
+    kind: Literal["preset", "hf", "gguf"] = Field(
+        "preset", description="preset: built from scratch; hf: a local model directory; gguf: a .gguf file"
+    )
+    preset: Literal["tiny-gpt2", "tiny-llama"] | None = Field("tiny-gpt2", description="kind preset: which shape")
     path: str | None = Field(None, description="hf: model directory; gguf: .gguf file or 'smollm2'")
     size: dict[str, int] = Field(default_factory=dict, description="preset overrides: n_layer, d_model, vocab...")
     lora: dict[str, Any] | None = Field(None, description="r, alpha, dropout, target_modules; null = full FT")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="this student's AdamW learning rate")
 
 
 class TrainConfig(Section):
-    method: str = "sft-multi"
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_length: int = Field(512, ge=16)
-    bf16: bool | Literal["auto"] = "auto"
+    method: str = Field("sft-multi", description="sft-single | sft-multi | step-by-step | qr-distill | compact")
+    epochs: int = Field(3, ge=1, description="passes over the training examples")
+    batch_size: int = Field(16, ge=1, description="global micro-batch (examples per forward, all processes)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="share of steps with linear warm-up, then cosine")
+    weight_decay: float = Field(0.0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, description="gradient clipping norm (0: off)")
+    max_length: int = Field(512, ge=16, description="longer examples are dropped whole and counted, never cut")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on CPU and bf16-capable GPUs")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: once per epoch)")
     options: dict[str, Any] = Field(default_factory=dict, description="method-specific settings")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in RUN/checkpoints (oldest removed)")
@@ -200,14 +206,14 @@ class EvalConfig(Section):
 class RunConfig(Section):
     """A whole run: questions -> paths -> filtered paths -> students -> metrics -> report."""
 
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", description="run name (default run directory runs/<name>)")
+    seed: int = Field(0, description="seed of question sampling, generation, data order and initialisation")
     run_dir: str | None = Field(None, description="default runs/<name>")
     questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
-    teachers: list[TeacherConfig] = Field(default_factory=list)
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="the teachers that write paths")
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
-    students: list[StudentConfig] = Field(default_factory=list)
+    students: list[StudentConfig] = Field(default_factory=list, description="the students to train")
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
@@ -311,3 +317,30 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (secrets never live in it: only environment variable names)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_reference() -> str:
+    """Markdown table of every config field (name, type, default, description), generated from the models."""
+    from pydantic import BaseModel
+
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            item = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
+            sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if sub is None and isinstance(item, type) and issubclass(item, BaseModel):
+                rows.append(f"| `{prefix}{name}` | list | `[]` | {f.description or ''} |")
+                walk(item, f"{prefix}{name}[].")
+                continue
+            if sub is not None:
+                walk(sub, f"{prefix}{name}.")
+                continue
+            default = "" if f.is_required() else repr(f.get_default(call_default_factory=True))
+            typ = getattr(ann, "__name__", None) if isinstance(ann, type) else None
+            typ = (typ or str(ann)).replace("typing.", "").replace("|", "\\|")
+            rows.append(f"| `{prefix}{name}` | {typ} | `{default}` | {(f.description or '').replace('|', '/')} |")
+
+    walk(RunConfig, "")
+    return "\n".join(rows) + "\n"
