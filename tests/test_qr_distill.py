@@ -357,3 +357,33 @@ def test_cached_closed_losses_skip_the_extra_forward(tmp_path, toy):
     m2 = _method(tmp_path, students, closed_loss="cached", peer=False)
     m2.load_state_dict(state)
     assert m2._last_ce == m._last_ce
+
+
+def test_empty_student_is_not_pushed_further_shut():
+    """With no open gate, the gate gradient is centred (some gates pulled open), not +CE on every gate."""
+    from cotdistill.training.router import gated_student_loss
+
+    ce = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    logits = torch.full((4,), -3.0, requires_grad=True)
+    soft = torch.sigmoid(logits)
+    gate = (soft > 0.5).float() + (soft - soft.detach())  # all closed, straight-through
+    loss = gated_student_loss(ce, gate)
+    assert loss.item() == 0.0  # METHODS.md's value: nothing routed, nothing learned
+    loss.backward()
+    g = logits.grad
+    assert (g < 0).any() and (g > 0).any()  # low-loss paths pulled open, high-loss ones pushed shut
+    assert abs(float((g / (soft * (1 - soft)).detach()).sum())) < 1e-5  # centred on the student's mean loss
+
+
+def test_gated_loss_value_and_gradient_match_the_plain_form_when_gates_are_open():
+    from cotdistill.training.router import gated_student_loss
+
+    ce = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    for pattern in ([1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]):
+        g1 = torch.tensor(pattern, dtype=torch.float32, requires_grad=True)
+        g2 = torch.tensor(pattern, dtype=torch.float32, requires_grad=True)
+        ours = gated_student_loss(ce, g1)
+        plain = (g2 * ce).sum() / g2.sum().clamp(min=1.0)
+        ours.backward()
+        plain.backward()
+        assert torch.allclose(ours, plain) and torch.allclose(g1.grad, g2.grad)

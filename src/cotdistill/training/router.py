@@ -104,12 +104,17 @@ def gate_entropy(gates: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 def gated_student_loss(ce: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """``sum_j g_j * CE(r_j) / max(1, sum_j g_j)`` for one student over a batch of paths.
 
-    The denominator stays in the graph, so the gradient on gate ``j`` is ``(CE_j - L) / n``: the router is pushed
-    to open a gate where the student's loss is below its current average (the path suits it) and close it where
-    it is above. With a detached denominator every gate would simply be pushed shut.
+    ``ce`` holds the student's loss on every path of the batch (with gradient where the gate is open). The value
+    is exactly METHODS.md's; the gradient on gate ``j`` is ``(CE_j - L) / n``: open a gate where the student's
+    loss is below its current average (the path suits it), close it where it is above. Written as
+    ``sum_j g_j (CE_j - b) / max(1, n) + b * min(1, n)`` with ``b`` the student's detached batch-mean loss, which
+    changes nothing while a gate is open but keeps the gradient centred when none is: with the plain form an empty
+    student gets ``+CE_j`` on every gate, is pushed further shut, and never comes back (routing collapse).
     """
     gate = gate.to(ce.dtype)
-    return (gate * ce).sum() / gate.sum().clamp(min=1.0)
+    b = ce.detach().mean()
+    n = gate.sum()
+    return (gate * (ce - b)).sum() / n.clamp(min=1.0) + b * n.detach().clamp(max=1.0)
 
 
 # --------------------------------------------------------------------------------------------- the encoder
