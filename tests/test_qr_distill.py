@@ -106,6 +106,23 @@ def test_entropy_term_raises_entropy():
     assert float(gate_entropy(torch.tensor([0.5]))) > float(gate_entropy(torch.tensor([0.95])))
 
 
+def test_entropy_reads_the_routers_decisions_not_the_fallback():
+    """A router that shuts every gate (each path then forced to one of two students) is pushed to open gates.
+
+    Counted after the fallback, that state has gbar = 1/2 and maximal entropy (zero gradient): the regulariser
+    would hold the router there. Counted on the router's own sampled decisions, gbar ~ 0 and the gradient opens.
+    """
+    logits = torch.full((32, 2), -4.0, requires_grad=True)
+    g = sample_gates(logits, generator=torch.Generator().manual_seed(0))
+    assert float(g.gates.detach().mean()) == pytest.approx(0.5)  # every path fell back to one student
+    assert float(g.decisions.detach().mean()) < 0.1
+    (-gate_entropy(g.decisions)).backward()
+    assert logits.grad is not None and float(logits.grad.sum()) < 0  # descent raises the logits
+    post = torch.full((32, 2), -4.0, requires_grad=True)
+    (-gate_entropy(sample_gates(post, generator=torch.Generator().manual_seed(0)).gates)).backward()
+    assert post.grad is not None and abs(float(post.grad.sum())) < 1e-4  # flat: nothing would push back
+
+
 def test_path_with_no_open_gate_falls_back_to_top_student():
     logits = torch.tensor([[-30.0, -20.0, -25.0], [-30.0, -31.0, -22.0], [30.0, -30.0, 30.0]], requires_grad=True)
     g = sample_gates(logits, generator=torch.Generator().manual_seed(0))

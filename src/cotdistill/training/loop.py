@@ -375,7 +375,7 @@ class Trainer:
             groups.append({"params": params, "lr": sc.lr, "name": s.name})
         mparams = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
         if mparams:
-            groups.append({"params": mparams, "lr": float(self.tc.options.get("module_lr", 1e-3)), "name": "method"})
+            groups.append({"params": mparams, "lr": float(self.tc.options.get("module_lr", 1e-4)), "name": "method"})
         opt = torch.optim.AdamW(groups, weight_decay=self.tc.weight_decay)
         warm = int(round(self.tc.warmup_ratio * self.total_steps))
         sched = get_cosine_schedule_with_warmup(opt, warm, max(1, self.total_steps))

@@ -44,13 +44,20 @@ class Gates:
 
     ``gates`` is ``[N, S]``: exactly 0/1 in the forward pass, carrying the soft sample's gradient in the backward
     pass (straight-through). ``prob`` is ``sigmoid(logits)`` (the noise-free opening probability, for logs);
-    ``fallback`` marks paths no gate opened for, which went to their top-logit student.
+    ``fallback`` marks paths no gate opened for, which went to their top-logit student. ``sampled`` is ``gates``
+    before the fallback rule (the router's own decisions, straight-through): the entropy regulariser reads it.
     """
 
     gates: torch.Tensor
     soft: torch.Tensor
     prob: torch.Tensor
     fallback: torch.Tensor  # [N] bool
+    sampled: torch.Tensor | None = None
+
+    @property
+    def decisions(self) -> torch.Tensor:
+        """The router's sampled gates before the fallback rule (``gates`` when there was none)."""
+        return self.gates if self.sampled is None else self.sampled
 
     @property
     def hard(self) -> torch.Tensor:
@@ -75,6 +82,7 @@ def sample_gates(
     noise = torch.log(u) - torch.log1p(-u)
     soft = torch.sigmoid((logits.float() + noise) / tau)
     hard = (soft.detach() > 0.5).float()
+    sampled = hard + (soft - soft.detach())
     none_open = hard.sum(dim=1) == 0
     if fallback and bool(none_open.any()):
         top = logits.detach().argmax(dim=1)
@@ -82,7 +90,8 @@ def sample_gates(
         forced[torch.arange(hard.shape[0], device=hard.device), top] = 1.0
         hard = torch.where(none_open[:, None], forced, hard)
     gates = hard + (soft - soft.detach())  # exactly 0/1 forward
-    return Gates(gates=gates, soft=soft, prob=torch.sigmoid(logits.detach().float()), fallback=none_open)
+    prob = torch.sigmoid(logits.detach().float())
+    return Gates(gates=gates, soft=soft, prob=prob, fallback=none_open, sampled=sampled)
 
 
 def all_open(n_paths: int, n_students: int, device: torch.device | str = "cpu") -> Gates:
@@ -93,6 +102,11 @@ def all_open(n_paths: int, n_students: int, device: torch.device | str = "cpu") 
 
 def gate_entropy(gates: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Binary entropy ``H(gbar)`` (nats) of the batch's mean gate; maximised (loss ``-lambda1 * H``).
+
+    Pass the router's sampled gates (:attr:`Gates.decisions`), not the gates after the fallback rule: with the
+    fallback counted, "every gate shut, each path forced to one of two students" already has ``gbar = 1/2`` and
+    maximal entropy, so the regulariser would drive the router there (measured on the demo: fallback on 60-100%
+    of paths, whole batches sent to one student) instead of keeping its gates undecided.
 
     ``gbar`` is squeezed into ``[eps, 1-eps]`` affinely (not clamped) so the gradient never vanishes at 0 or 1.
     """

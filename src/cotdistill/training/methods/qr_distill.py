@@ -221,7 +221,7 @@ class QRDistill(Method):
         dev = total.device
 
         if self.opts.routing and training:
-            h = gate_entropy(gates.gates).to(dev)
+            h = gate_entropy(gates.decisions).to(dev)
             losses["entropy"] = h
             total = total - self.opts.lambda1 * h
 
@@ -278,6 +278,7 @@ class QRDistill(Method):
 
         scalars = {
             "gate_mean": float(gates.gates.detach().float().mean()),
+            "sampled_gate_mean": float(gates.decisions.detach().float().mean()),
             "fallback_rate": float(gates.fallback.float().mean()),
         }
         if training:
