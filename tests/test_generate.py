@@ -376,3 +376,46 @@ def test_generate_on_real_imported_svamp_keeps_imported_paths(
     new = [json.loads(x) for x in text[len(imported) :].splitlines()]
     assert len(new) == nq and all(p["teacher"] == "t" and p["answer"] == "7" for p in new)
     assert all("verify" in p["prompt"] and p["prompt"].count("The answer is N.") == 1 for p in new)
+
+
+class _TimedWrites:
+    """A console file that records when each write happened (what a user's terminal would be shown)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.chunks: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.times.append(time.perf_counter())
+        self.chunks.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_slow_server_never_blocks_progress_reporting(tmp_path: Path, chat_server: ChatServer) -> None:
+    """Every request takes 2 s: the progress display keeps redrawing (elapsed time, rate) while all of them are in
+    flight, long before the first answer arrives, and ends showing every path done."""
+    from rich.console import Console
+
+    first_answer: list[float] = []
+
+    def slow(r: ChatRequest) -> Reply:
+        time.sleep(2.0)
+        first_answer.append(time.perf_counter())
+        return answer_reply(r)
+
+    chat_server.reply = slow
+    run = make_run(tmp_path, n=2)
+    cfg = RunConfig.model_validate(config(chat_server.base_url, styles=("cot",), samples=1, concurrency=4))
+    out = _TimedWrites()
+    start = time.perf_counter()
+    s = run_generate(run, cfg, console=Console(file=out, force_terminal=True, width=160))  # type: ignore[arg-type]
+    assert s.teachers["a"].completed == 2 and s.teachers["b"].completed == 2
+    redraws_while_waiting = [t for t in out.times if start < t < min(first_answer)]
+    assert len(redraws_while_waiting) >= 5  # rich redraws ~10/s from its own thread; 2 s of waiting
+    assert "2/2" in "".join(out.chunks)
