@@ -17,6 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chat_server import (
+    ChatServer,
+    Reply,
+    chat_server_fixture,  # noqa: F401  (the chat_server fixture)
+)
 from conftest import REPO, SVAMP, run_cli
 from cotdistill.faults import ENV as KILL_AT
 
@@ -109,9 +114,31 @@ def test_generate_sigkill_after_a_path_resumes_to_the_same_paths(tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["generate:path:1", "generate:path:30", "generate:cache_only:12"])
+@pytest.mark.parametrize("point", ["generate:path:1", "generate:path:30"])
 def test_generate_sigkill_matrix(tmp_path: Path, generated_ref: Path, point: str) -> None:
     _kill_then_resume_generate(tmp_path, point, generated_ref)
+
+
+@pytest.mark.slow
+def test_generate_sigkill_between_cache_and_path_write(tmp_path: Path, chat_server: ChatServer) -> None:
+    """Killed after an answer reached the request cache but before its path was written: the resume writes that
+    path from the cache (the server is not asked again) and every path exists exactly once. (Only remote and
+    local-model teachers use the cache, so this needs the openai backend, not the synthetic one.)"""
+    chat_server.reply = lambda r: Reply(content="Step 1: 2 + 2 = 4.\nThe answer is 4.")
+    run = _lab_run(tmp_path / "run")
+    teacher = {"name": "t", "backend": "openai", "model": "m", "base_url": chat_server.base_url, "concurrency": 1}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"teachers": [teacher], "generate": {"styles": ["cot", "program"], "samples": 1}}))
+    r = run_cli("generate", str(run), "-c", str(cfg), env={KILL_AT: "generate:cache_only:4"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-2000:])
+    assert len(_jsonl(run / "paths.jsonl")) == 4  # the 5th answer is in the cache only
+    sent = chat_server.count
+    assert sent == 5
+    r = run_cli("generate", str(run), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    ids = [p["id"] for p in _jsonl(run / "paths.jsonl")]
+    assert len(ids) == len(set(ids)) == 12
+    assert chat_server.count - sent == 12 - 5  # the cached answer was not requested again
 
 
 # ---------------------------------------------------------------- crash anywhere: filter
