@@ -140,7 +140,12 @@ class FilterConfig(Section):
     )
     answer_check: bool = Field(True, description="reject paths whose extracted answer is not equivalent to gold")
     lenient_extraction: bool = Field(True, description="accept an answer with no marker (last number)")
-    batch_paths: int = Field(256, ge=1, description="paths judged and embedded together (whole questions per batch)")
+    batch_paths: int = Field(
+        2048,
+        ge=1,
+        description="paths judged and embedded together (whole questions per batch); larger batches let the "
+        "encoder group texts of similar length (less padding), memory grows with it",
+    )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
 
