@@ -135,12 +135,7 @@ def _skipped_note(skipped: list[int], path: Path) -> list[Part]:
 # Sections
 
 
-def accuracy_section(run: RunDir) -> Section:
-    path = run.eval / "metrics.json"
-    sec = Section("accuracy", "Accuracy", "eval/metrics.json")
-    if not path.exists():
-        sec.present = False
-        return sec
+def accuracy_section(sec: Section, path: Path) -> None:
     m = json.loads(path.read_text(encoding="utf-8"))
     students: dict[str, Any] = m.get("students", {})
     ens: dict[str, float] = m.get("ensembles", {}) or {}
@@ -172,15 +167,9 @@ def accuracy_section(run: RunDir) -> Section:
                 ax.text(100 * v + 1, i, f"{100 * v:.1f}", va="center", fontsize=8)
 
         sec.parts.append(Figure("accuracy", _fig_png(draw, 8, 0.5 + 0.45 * len(labels)), "Accuracy per model"))
-    return sec
 
 
-def filter_section(run: RunDir) -> Section:
-    path = run.root / "filter_stats.json"
-    sec = Section("filter", "Quality filter", "filter_stats.json")
-    if not path.exists():
-        sec.present = False
-        return sec
+def filter_section(sec: Section, path: Path) -> None:
     st = json.loads(path.read_text(encoding="utf-8"))
     total, kept = int(st.get("total", 0)), int(st.get("kept", 0))
     sec.parts.append(Text(f"Kept {kept} of {total} paths ({_pct(kept / total if total else None)})."))
@@ -222,7 +211,6 @@ def filter_section(run: RunDir) -> Section:
                 ax.legend(fontsize=8)
 
         sec.parts.append(Figure("filter", _fig_png(draw, 10, 4), "Kept and total paths per teacher and style"))
-    return sec
 
 
 def routing_rates(path: Path, skipped: list[int] | None = None) -> dict[str, dict[int, dict[str, tuple[int, int]]]]:
@@ -241,18 +229,13 @@ def routing_rates(path: Path, skipped: list[int] | None = None) -> dict[str, dic
     return {s: {e: {st: (c[0], c[1]) for st, c in d.items()} for e, d in sorted(ep.items())} for s, ep in acc.items()}
 
 
-def routing_section(run: RunDir) -> Section:
-    path = run.logs / "routing.jsonl"
-    sec = Section("routing", "Routing selection rates", "logs/routing.jsonl")
-    if not path.exists():
-        sec.present = False
-        return sec
+def routing_section(sec: Section, path: Path) -> None:
     skipped = [0]
     rates = routing_rates(path, skipped)
     sec.parts += _skipped_note(skipped, path)
     if not rates:
         sec.parts.append(Text("The routing log holds no decisions."))
-        return sec
+        return
     students = list(rates)
     epochs = sorted({e for s in rates.values() for e in s})
     styles = sorted({st for s in rates.values() for d in s.values() for st in d})
@@ -296,15 +279,9 @@ def routing_section(run: RunDir) -> Section:
 
     width = min(16, 1.5 + 3.2 * len(students) + 0.25 * len(epochs) * len(students))
     sec.parts.append(Figure("routing", _fig_png(draw, width, 1.2 + 0.45 * len(styles)), "Selection rate per style"))
-    return sec
 
 
-def compact_section(run: RunDir) -> Section:
-    path = run.logs / "compact_weights.jsonl"
-    sec = Section("compact", "COMPACT teacher weights", "logs/compact_weights.jsonl")
-    if not path.exists():
-        sec.present = False
-        return sec
+def compact_section(sec: Section, path: Path) -> None:
     skipped = [0]
     per_step: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -323,7 +300,7 @@ def compact_section(run: RunDir) -> Section:
     sec.parts += _skipped_note(skipped, path)
     if not per_step:
         sec.parts.append(Text("The weight log holds no records."))
-        return sec
+        return
     teachers = sorted(per_step)
 
     def mean(xs: list[float]) -> str:
@@ -346,15 +323,9 @@ def compact_section(run: RunDir) -> Section:
         ax.grid(alpha=0.3)
 
     sec.parts.append(Figure("compact_weights", _fig_png(draw, 8, 3.5), "Mean weight per teacher over steps"))
-    return sec
 
 
-def loss_section(run: RunDir) -> Section:
-    path = run.logs / "train_metrics.jsonl"
-    sec = Section("losses", "Training losses", "logs/train_metrics.jsonl")
-    if not path.exists():
-        sec.present = False
-        return sec
+def loss_section(sec: Section, path: Path) -> None:
     skipped = [0]
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in _iter_jsonl(path, skipped):
@@ -368,7 +339,7 @@ def loss_section(run: RunDir) -> Section:
     sec.parts += _skipped_note(skipped, path)
     if not series:
         sec.parts.append(Text("The metrics log holds no losses."))
-        return sec
+        return
     names = sorted(series, key=lambda n: (n == "total", n))
     rows = []
     for n in names:
@@ -390,15 +361,9 @@ def loss_section(run: RunDir) -> Section:
             ax.set_visible(False)
 
     sec.parts.append(Figure("losses", _fig_png(draw, 3.6 * cols, 2.6 * nrows), "Loss components over steps"))
-    return sec
 
 
-def bench_section(run: RunDir) -> Section:
-    path = run.root / "bench.json"
-    sec = Section("bench", "Benchmark (methods x students over seeds)", "bench.json")
-    if not path.exists():
-        sec.present = False
-        return sec
+def bench_section(sec: Section, path: Path) -> None:
     b = json.loads(path.read_text(encoding="utf-8"))
     seeds = b.get("seeds", [])
     rows_in = b.get("rows", [])
@@ -423,19 +388,13 @@ def bench_section(run: RunDir) -> Section:
             cell[(str(r["method"]), str(r["student"]))] = txt
         table_rows = [[m, *[cell.get((m, s), "-") for s in students]] for m in methods]
         sec.parts.append(Table(["method", *students], table_rows, caption=group))
-    return sec
 
 
-def config_section(run: RunDir) -> Section:
-    sec = Section("config", "Resolved config", "config.yaml")
-    if not run.config.exists():
-        sec.present = False
-        return sec
-    sec.parts.append(Pre(run.config.read_text(encoding="utf-8"), "yaml"))
-    return sec
+def config_section(sec: Section, path: Path) -> None:
+    sec.parts.append(Pre(path.read_text(encoding="utf-8"), "yaml"))
 
 
-BUILDERS: list[tuple[str, str, str, Callable[[RunDir], Section]]] = [
+BUILDERS: list[tuple[str, str, str, Callable[[Section, Path], None]]] = [
     ("accuracy", "Accuracy", "eval/metrics.json", accuracy_section),
     ("bench", "Benchmark (methods x students over seeds)", "bench.json", bench_section),
     ("filter", "Quality filter", "filter_stats.json", filter_section),
@@ -447,13 +406,20 @@ BUILDERS: list[tuple[str, str, str, Callable[[RunDir], Section]]] = [
 
 
 def build_sections(run: RunDir) -> list[Section]:
-    """Every section in report order; an unreadable input becomes a note in its section, never a crash."""
+    """Every section in report order: one whose source file is absent is marked not run; an unreadable input
+    becomes a note in its section, never a crash. A builder fills ``sec.parts`` from its source ``path``."""
     out = []
     for key, title, source, build in BUILDERS:
-        try:
-            out.append(build(run))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            out.append(Section(key, title, source, [Text(f"could not read {source}: {type(e).__name__}: {e}")]))
+        sec = Section(key, title, source)
+        path = run.root / source
+        if not path.exists():
+            sec.present = False
+        else:
+            try:
+                build(sec, path)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                sec.parts = [Text(f"could not read {source}: {type(e).__name__}: {e}")]
+        out.append(sec)
     return out
 
 
