@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from cotdistill.config import RunConfig, dump_config, load_config, parse_overrid
 from cotdistill.errors import ConfigError
 from cotdistill.stages import resolve_run
 
-SECRET = "sk-abcdefghijklmnop1234567890"
+# a fresh random key-shaped string per run: nothing that looks like a real key is committed
+SECRET = "sk-" + secrets.token_hex(16)
 
 
 def _write(tmp_path: Path, data: object, name: str = "run.yaml") -> Path:
