@@ -44,20 +44,16 @@ class Gates:
 
     ``gates`` is ``[N, S]``: exactly 0/1 in the forward pass, carrying the soft sample's gradient in the backward
     pass (straight-through). ``prob`` is ``sigmoid(logits)`` (the noise-free opening probability, for logs);
-    ``fallback`` marks paths no gate opened for, which went to their top-logit student. ``sampled`` is ``gates``
-    before the fallback rule (the router's own decisions, straight-through): the entropy regulariser reads it.
+    ``fallback`` marks paths no gate opened for, which went to their top-logit student. ``decisions`` is
+    ``gates`` before the fallback rule (the router's own sampled decisions, straight-through): the entropy
+    regulariser reads it.
     """
 
     gates: torch.Tensor
     soft: torch.Tensor
     prob: torch.Tensor
     fallback: torch.Tensor  # [N] bool
-    sampled: torch.Tensor | None = None
-
-    @property
-    def decisions(self) -> torch.Tensor:
-        """The router's sampled gates before the fallback rule (``gates`` when there was none)."""
-        return self.gates if self.sampled is None else self.sampled
+    decisions: torch.Tensor
 
     @property
     def hard(self) -> torch.Tensor:
@@ -82,7 +78,7 @@ def sample_gates(
     noise = torch.log(u) - torch.log1p(-u)
     soft = torch.sigmoid((logits.float() + noise) / tau)
     hard = (soft.detach() > 0.5).float()
-    sampled = hard + (soft - soft.detach())
+    decisions = hard + (soft - soft.detach())
     none_open = hard.sum(dim=1) == 0
     if fallback and bool(none_open.any()):
         top = logits.detach().argmax(dim=1)
@@ -91,13 +87,14 @@ def sample_gates(
         hard = torch.where(none_open[:, None], forced, hard)
     gates = hard + (soft - soft.detach())  # exactly 0/1 forward
     prob = torch.sigmoid(logits.detach().float())
-    return Gates(gates=gates, soft=soft, prob=prob, fallback=none_open, sampled=sampled)
+    return Gates(gates=gates, soft=soft, prob=prob, fallback=none_open, decisions=decisions)
 
 
 def all_open(n_paths: int, n_students: int, device: torch.device | str = "cpu") -> Gates:
     """Routing off (ablation "w/o Route"): every path goes to every student."""
     ones = torch.ones(n_paths, n_students, device=device)
-    return Gates(gates=ones, soft=ones, prob=ones, fallback=torch.zeros(n_paths, dtype=torch.bool, device=device))
+    none = torch.zeros(n_paths, dtype=torch.bool, device=device)
+    return Gates(gates=ones, soft=ones, prob=ones, fallback=none, decisions=ones)
 
 
 def gate_entropy(gates: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
