@@ -107,6 +107,17 @@ def test_knobs_steps_distractors_choices_and_bad_knobs() -> None:
             assert len(q.choices) == 6
         else:
             assert len(q.metadata["solution"]) == 3
+    one = {"arith": {"steps": [1]}, "compare": {"steps": [1]}}
+    for q in generate_questions(["arith", "compare"], {"train": 40}, 3, one):  # the bench's easiest setting
+        sol = q.metadata["solution"]
+        assert len(sol) == 1, q.question
+        if q.task == "math":
+            assert str(sol[0]["result"]) == q.gold
+    for bad in ([0], [5], []):
+        with pytest.raises(ConfigError, match="questions.options.arith.steps"):
+            list(generate_questions(["arith"], {"train": 1}, 0, {"arith": {"steps": bad}}))
+    with pytest.raises(ConfigError, match="questions.options.compare.steps"):
+        list(generate_questions(["compare"], {"train": 1}, 0, {"compare": {"steps": [4]}}))
     with pytest.raises(ConfigError, match="questions.options.arith.stepz: unknown knob"):
         list(generate_questions(["arith"], {"train": 1}, 0, {"arith": {"stepz": [2]}}))
     with pytest.raises(CotdistillError, match="unknown lab task"):

@@ -1,4 +1,4 @@
-"""``arith``: word problems of 2-4 calculation steps over small whole numbers (task family ``math``).
+"""``arith``: word problems of 1-4 calculation steps over small whole numbers (task family ``math``).
 
 A story starts with a count of items and changes it event by event (more, fewer, k times as many, packs of m,
 shared equally). Every step is integral and non-negative, so ``a op b = c`` statements are exact.
@@ -7,7 +7,7 @@ shared equally). Every step is integral and non-negative, so ``a op b = c`` stat
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -18,7 +18,9 @@ FAMILY = "math"
 
 
 class ArithKnobs(Knobs):
-    steps: list[int] = Field(default_factory=lambda: [2, 3], description="allowed numbers of calculation steps (2-4)")
+    steps: list[Annotated[int, Field(ge=1, le=4)]] = Field(
+        default_factory=lambda: [2, 3], min_length=1, description="allowed numbers of calculation steps (1-4)"
+    )
     max_number: int = Field(20, ge=5, le=1000, description="largest number written in a question")
     max_factor: int = Field(5, ge=2, le=12, description="largest multiplier / divisor")
     max_result: int = Field(200, ge=20, description="largest intermediate value")
@@ -62,7 +64,7 @@ def make(rng: random.Random, knobs: ArithKnobs) -> dict[str, Any]:
     """Draw one problem's parameters (the question text included); :class:`Invalid` when a draw fails."""
     person = rng.choice(NAMES)
     items, containers, container = rng.choice(ITEMS)
-    n_steps = pick(rng, [max(2, min(4, s)) for s in knobs.steps])
+    n_steps = pick(rng, knobs.steps)
     p: dict[str, Any] = {
         "person": list(person),
         "items": items,

@@ -1,4 +1,4 @@
-"""``compare``: yes/no questions whose answer needs 2-3 computed steps (task family ``yesno``).
+"""``compare``: yes/no questions whose answer needs 1-3 computed steps (task family ``yesno``).
 
 "Ann has 4 boxes with 6 pencils in each. Ben has 18 pencils and gets 3 more. Does Ann have more pencils than
 Ben?" Each side is computed with whole-number steps, then compared in words ("24 is more than 21"), never as
@@ -8,7 +8,7 @@ an equation. Answers are balanced between yes and no.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -19,7 +19,9 @@ FAMILY = "yesno"
 
 
 class CompareKnobs(Knobs):
-    steps: list[int] = Field(default_factory=lambda: [2, 3], description="allowed numbers of calculation steps (2-3)")
+    steps: list[Annotated[int, Field(ge=1, le=3)]] = Field(
+        default_factory=lambda: [2, 3], min_length=1, description="allowed numbers of calculation steps (1-3)"
+    )
     max_number: int = Field(20, ge=5, le=1000, description="largest number written in a question")
     max_factor: int = Field(5, ge=2, le=12, description="largest multiplier")
     distractors: int = Field(0, ge=0, le=3, description="irrelevant sentences with numbers per question")
@@ -79,7 +81,7 @@ def _verdict(kind: str, a: int, b: int, n: int | None) -> str:
 
 def make(rng: random.Random, knobs: CompareKnobs) -> dict[str, Any]:
     """Draw two people, their sides and the question kind, aiming at a yes/no answer drawn 50/50."""
-    n = pick(rng, [max(2, min(3, s)) for s in knobs.steps])
+    n = pick(rng, knobs.steps)
     qkind = rng.choice(["more", "fewer", "together"])
     side_steps = n - 1 if qkind == "together" else n
     splits = [(i, side_steps - i) for i in range(3) if 0 <= side_steps - i <= 2]
