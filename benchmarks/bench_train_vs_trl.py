@@ -5,6 +5,10 @@ batch size, dynamic padding and loss on completion tokens only. Tokens/s counts 
 (prompt + completion, no padding) over the wall time of the training call; runs alternate A/B/A/B so machine
 load hits both sides alike, and the median ratio is printed.
 
+It also measures this machine's dense matmul peak in the same precision (square matmuls, best of several) and
+prints each side's model FLOP/s as a fraction of it (model FLOPs: 6 x parameters per token for forward and
+backward, plus the attention score and value matmuls, 12 x layers x d_model x mean sequence length per token).
+
     PYTHONPATH=src python benchmarks/bench_train_vs_trl.py [--examples 640] [--batch 16] [--repeats 2] [--fp32]
 """
 
@@ -58,6 +62,32 @@ def make_run(root: Path, n_examples: int) -> Path:
     return run
 
 
+def matmul_peak(bf16: bool, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` dense ``n x n`` matmuls, in bf16 (as autocast runs them) or fp32."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def model_flops_per_token(model: torch.nn.Module, mean_len: float) -> float:
+    """Training FLOPs per token: 6 x non-embedding-lookup parameters + attention (12 x layers x d x mean length)."""
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    head = model.get_output_embeddings()
+    for m in model.modules():  # embedding tables are lookups, not matmuls, unless tied to the LM head
+        if isinstance(m, torch.nn.Embedding) and (head is None or m.weight is not head.weight):
+            n_params -= m.weight.numel()
+    layers = getattr(cfg, "n_layer", None) or cfg.num_hidden_layers
+    d = getattr(cfg, "n_embd", None) or cfg.hidden_size
+    return 6 * n_params + 12 * layers * d * mean_len
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=640)
@@ -99,6 +129,7 @@ def main() -> None:
         prompt = get_family(q.task).student_prompt(q)
         rows.append((prompt, p.text, len(encode(tok, prompt, p.text))))
     n_tokens = sum(r[2] for r in rows)
+    flops_per_token = model_flops_per_token(built.model, n_tokens / len(rows))
     ds = Dataset.from_list(
         [{"prompt": render_prompt(tok, pr), "completion": render_response(tok, pr, tg)} for pr, tg, _ in rows]
     )
@@ -129,6 +160,11 @@ def main() -> None:
             tps = fn()
             results[name].append(tps)
             print(f"repeat {r}: {name:10s} {tps:10,.0f} tokens/s", flush=True)
+    peak = matmul_peak(bf16)
+    print(f"dense matmul peak ({'bf16' if bf16 else 'fp32'}, 2048^3): {peak / 1e9:,.1f} GFLOP/s", flush=True)
+    mfu = {k: [t * flops_per_token / peak for t in v] for k, v in results.items()}
+    for k, v in mfu.items():
+        print(f"{k:10s} model FLOP/s / peak: " + ", ".join(f"{x:.1%}" for x in v), flush=True)
     ratios = [a / b for a, b in zip(results["cotdistill"], results["trl"], strict=True)]
     out = {
         "examples": len(rows), "tokens": n_tokens, "batch": args.batch, "precision": "bf16" if bf16 else "fp32",
@@ -136,6 +172,7 @@ def main() -> None:
         "data": "svamp" if SVAMP.exists() else "synthetic",
         "cotdistill_tokens_per_s": results["cotdistill"], "trl_tokens_per_s": results["trl"],
         "ratio_median": statistics.median(ratios), "torch_threads": torch.get_num_threads(),
+        "flops_per_token": flops_per_token, "matmul_peak_flops": peak, "mfu": mfu,
     }  # fmt: skip
     print(json.dumps(out, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
