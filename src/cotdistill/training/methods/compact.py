@@ -212,6 +212,23 @@ class CompactMethod(Method):
             add(("p", i), ex.prompt, target, gold_of[ex.question.id])
         if not rows:
             return {}, {}
+        # the short prior rows and the full-length counterfactual rows go in separate passes: padded together,
+        # every short row would be padded to a whole path's length
+        lp: dict[tuple[str, str | int], float] = {}
+        for kind in ("q", "p"):
+            idx = [j for j, k in enumerate(keys) if k[0] == kind]
+            if idx:
+                scores = self._score_rows(student, [rows[j] for j in idx], [spans[j] for j in idx])
+                lp.update({keys[j]: v for j, v in zip(idx, scores, strict=True)})
+        prior = {str(k[1]): v for k, v in lp.items() if k[0] == "q"}
+        counterfactual = {int(k[1]): v for k, v in lp.items() if k[0] == "p"}
+        return prior, counterfactual
+
+    @staticmethod
+    def _score_rows(
+        student: StudentHandle, rows: list[tuple[list[int], list[int]]], spans: list[tuple[int, int]]
+    ) -> list[float]:
+        """Mean log-probability of each row's span, in one padded no-grad eval-mode forward."""
         pad = student.tokenizer.pad_token_id
         pad = pad if pad is not None else (student.tokenizer.eos_token_id or 0)
         inputs = pad_inputs(rows, pad)
@@ -224,10 +241,7 @@ class CompactMethod(Method):
                 out = student.forward(inputs)
         finally:
             student.model.train(was_training)
-        lp = span_mean_logprob(out.token_loss.float().cpu(), spans).tolist()
-        prior = {str(k[1]): v for k, v in zip(keys, lp, strict=True) if k[0] == "q"}
-        counterfactual = {int(k[1]): v for k, v in zip(keys, lp, strict=True) if k[0] == "p"}
-        return prior, counterfactual
+        return span_mean_logprob(out.token_loss.float().cpu(), spans).tolist()
 
     def _char_span(self, ex: Example) -> tuple[int, int] | None:
         """``answer_char_span`` of an example's target, cached (it is asked every epoch)."""
