@@ -187,3 +187,22 @@ def test_llm_judge_without_backends_is_a_clear_error(tmp_path) -> None:
     )
     r = run_cli("filter", str(run), "-c", str(cfg))
     assert r.returncode == 2 and "build_backend" in r.stderr
+
+
+def test_duplicate_path_ids_first_one_wins(svamp_json, tmp_path) -> None:
+    """A path id seen again (a re-appended line, or the same id under another question) is skipped and counted."""
+    run = _svamp_run(svamp_json, tmp_path / "run", n_questions=4)
+    lines = (run / "paths.jsonl").read_text().splitlines()
+    first, other = json.loads(lines[0]), json.loads(lines[-1])
+    assert first["question_id"] != other["question_id"]
+    moved = {**other, "id": first["id"], "text": "a different text under the same id"}
+    (run / "paths.jsonl").write_text("\n".join([*lines, lines[0], json.dumps(moved), lines[3]]) + "\n")
+    idx = index_paths(run / "paths.jsonl")
+    assert idx.total == 40 and idx.duplicates == 3
+    assert sorted(len(v) for v in idx.offsets.values()) == [10, 10, 10, 10]
+    cfg = load_config(None, ["filter.consensus.enabled=false"])
+    stats = filter_run(RunDir.at(run), cfg, progress=False)
+    rows = _read(run / "filtered.jsonl")
+    assert stats["duplicate_paths_skipped"] == 3 and stats["total"] == 40
+    assert len({r["id"] for r in rows}) == len(rows) == 40
+    assert next(r for r in rows if r["id"] == first["id"])["text"] == first["text"]

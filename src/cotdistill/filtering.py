@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import ValidationError
-
 from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError, InputError
 from cotdistill.io import atomic_write_jsonl, atomic_write_text
 from cotdistill.quality.judges import ArithmeticJudge, Judge, Verdict
-from cotdistill.records import SCHEMA_VERSION, Path, Question, _first_error, load_questions
+from cotdistill.records import SCHEMA_VERSION, Path, Question, index_questions, iter_jsonl, read_at
 from cotdistill.rundir import RunDir
 from cotdistill.tasks import get_family
 
@@ -45,46 +43,46 @@ class PathIndex:
 
 
 def index_paths(file: FsPath) -> PathIndex:
-    """One validating pass over paths.jsonl: byte offsets per question (duplicate path ids: the first one wins)."""
+    """One validating pass over paths.jsonl: byte offsets per question (duplicate path ids: the first one wins).
+
+    Memory is 8 bytes of offset per path plus 8 of id hash while indexing (a set of every id string took about
+    140 bytes per path); ids whose hashes repeat are compared for real in a second pass, run only when any do.
+    """
     if not file.exists():
         raise InputError(file, "file not found (run `cotdistill generate` or `cotdistill import` first)")
     idx = PathIndex()
-    seen: set[str] = set()
-    with open(file, "rb") as f:
-        lineno, pos = 0, 0
-        for raw in f:
-            lineno += 1
-            start, pos = pos, pos + len(raw)
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise InputError(file, f"malformed JSON: {e}", line=lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(file, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-            version = obj.get("schema_version", SCHEMA_VERSION)
-            if isinstance(version, int) and version > SCHEMA_VERSION:
-                raise InputError(file, f"schema version {version} is newer than this cotdistill", line=lineno)
-            try:
-                p = Path.model_validate(obj)
-            except ValidationError as e:
-                fld, msg = _first_error(e)
-                raise InputError(file, msg, line=lineno, field=fld) from None
-            if p.id in seen:
-                idx.duplicates += 1
-                continue
-            seen.add(p.id)
-            idx.offsets.setdefault(p.question_id, array("q")).append(start)
-            idx.total += 1
+    hashes = array("q")
+    for start, p in iter_jsonl(file, Path, allow_empty=True):
+        hashes.append(hash(p.id))
+        idx.offsets.setdefault(p.question_id, array("q")).append(start)
+        idx.total += 1
     if idx.total == 0:
         raise InputError(file, "file is empty: no paths to filter")
+    _drop_duplicate_ids(file, idx, hashes)
     return idx
 
 
-def _read_at(f, offset: int) -> Path:
-    f.seek(offset)
-    return Path.model_validate_json(f.readline())
+def _drop_duplicate_ids(file: FsPath, idx: PathIndex, hashes: array) -> None:
+    """Remove every later occurrence of a path id from ``idx`` (``hashes``: the ids' hashes in file order)."""
+    import numpy as np
+
+    h = np.frombuffer(hashes, dtype=np.int64)
+    h.sort()  # in place: the index no longer needs the file order of the hashes
+    repeated = set(h[1:][h[1:] == h[:-1]].tolist())
+    if not repeated:
+        return
+    seen: set[str] = set()
+    for start, p in iter_jsonl(file, Path, allow_empty=True):
+        if hash(p.id) not in repeated:
+            continue
+        if p.id in seen:
+            offs = idx.offsets[p.question_id]
+            offs.remove(start)
+            if not offs:
+                del idx.offsets[p.question_id]
+            idx.total -= 1
+            idx.duplicates += 1
+        seen.add(p.id)
 
 
 class _Stats:
@@ -185,7 +183,7 @@ def filter_run(
     ``judge`` / ``encoder`` override the configured ones (tests pass in-process fakes).
     """
     fc = cfg.filter
-    questions = load_questions(run.questions)
+    question_at = index_questions(run.questions)  # offsets: a batch's questions are read back with its paths
     idx = index_paths(run.paths)
     closers: Any = None
     if judge is None:
@@ -202,10 +200,11 @@ def filter_run(
     from cotdistill.faults import maybe_kill
 
     def records() -> Iterator[Path]:
-        with open(run.paths, "rb") as f, _progress(progress, idx.total) as bar:
+        with open(run.paths, "rb") as f, open(run.questions, "rb") as qf, _progress(progress, idx.total) as bar:
             for b, qids in enumerate(_batches(idx, fc.batch_paths)):
                 maybe_kill(f"filter:batch:{b}")
-                groups = [(qid, [_read_at(f, o) for o in idx.offsets[qid]]) for qid in qids]
+                groups = [(qid, [read_at(f, o, Path) for o in idx.offsets[qid]]) for qid in qids]
+                questions = {q: read_at(qf, question_at[q], Question) for q in qids if q in question_at}
                 yield from _filter_batch(groups, questions, cfg, judge, enc, llm_like, stats)
                 if bar is not None:
                     bar[0].advance(bar[1], sum(len(g[1]) for g in groups))

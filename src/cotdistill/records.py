@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path as FsPath
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -85,19 +85,21 @@ def _first_error(err: ValidationError) -> tuple[str, str]:
     return field or "", msg
 
 
-def read_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = False) -> Iterator[R]:
-    """Stream and validate records from a JSONL file, one line at a time (never the whole file in memory).
+def iter_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = False) -> Iterator[tuple[int, R]]:
+    """Stream and validate records from a JSONL file with each record's byte offset, one line at a time.
 
-    Any problem raises :class:`InputError` naming the file, the line and the field.
+    Any problem raises :class:`InputError` naming the file, the line and the field. The offsets let a caller keep
+    a few bytes per record and read records back on demand (:func:`read_at`) instead of holding them all.
     """
     p = FsPath(path)
     if not p.exists():
         raise InputError(p, "file not found")
     if p.is_dir():
         raise InputError(p, "is a directory, expected a JSONL file")
-    n = 0
+    n, pos = 0, 0
     with open(p, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            start, pos = pos, pos + len(raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -124,9 +126,24 @@ def read_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = Fals
                 field, msg = _first_error(e)
                 raise InputError(p, msg, line=lineno, field=field) from None
             n += 1
-            yield rec
+            yield start, rec
     if n == 0 and not allow_empty:
         raise InputError(p, "file is empty: no records")
+
+
+def read_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = False) -> Iterator[R]:
+    """Stream and validate records from a JSONL file, one line at a time (never the whole file in memory).
+
+    Any problem raises :class:`InputError` naming the file, the line and the field.
+    """
+    for _, rec in iter_jsonl(path, model, allow_empty):
+        yield rec
+
+
+def read_at(f: BinaryIO, offset: int, model: type[R]) -> R:
+    """The record at byte ``offset`` of an open JSONL file (an offset from :func:`iter_jsonl`)."""
+    f.seek(offset)
+    return model.model_validate_json(f.readline())
 
 
 def read_questions(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Question]:
@@ -137,6 +154,17 @@ def read_questions(path: str | os.PathLike, allow_empty: bool = False) -> Iterat
 def read_paths(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Path]:
     """Stream :class:`Path` records from ``path``."""
     return read_jsonl(path, Path, allow_empty=allow_empty)
+
+
+def index_questions(path: str | os.PathLike) -> dict[str, int]:
+    """Byte offset of each question by id, every line validated as :func:`load_questions` does: a stage that
+    sees a few questions at a time (``filter``) reads them back with :func:`read_at` instead of holding them."""
+    out: dict[str, int] = {}
+    for offset, q in iter_jsonl(path, Question):
+        if q.id in out:
+            raise InputError(path, f"duplicate question id '{q.id}'", field="id")
+        out[q.id] = offset
+    return out
 
 
 def load_questions(path: str | os.PathLike) -> dict[str, Question]:
