@@ -82,7 +82,7 @@ def test_unordered_paths_give_the_same_verdicts(svamp_json, tmp_path, tiny_encod
         assert all(qids.index(q) == i or qids[i - 1] == q for i, q in enumerate(qids))
     assert results[0] == results[1]
     idx = index_paths(shuffled / "paths.jsonl")
-    assert idx.total == 120 and all(len(v) == 10 for v in idx.offsets.values())
+    assert idx.total == 120 and all(len(idx.paths_of(i)) == 10 for i in range(len(idx.qids)))
 
 
 def test_everything_off_keeps_every_path(svamp_json, tmp_path) -> None:
@@ -199,7 +199,7 @@ def test_duplicate_path_ids_first_one_wins(svamp_json, tmp_path) -> None:
     (run / "paths.jsonl").write_text("\n".join([*lines, lines[0], json.dumps(moved), lines[3]]) + "\n")
     idx = index_paths(run / "paths.jsonl")
     assert idx.total == 40 and idx.duplicates == 3
-    assert sorted(len(v) for v in idx.offsets.values()) == [10, 10, 10, 10]
+    assert sorted(len(idx.paths_of(i)) for i in range(len(idx.qids))) == [10, 10, 10, 10]
     cfg = load_config(None, ["filter.consensus.enabled=false"])
     stats = filter_run(RunDir.at(run), cfg, progress=False)
     rows = _read(run / "filtered.jsonl")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
+
+import numpy as np
 
 from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError, InputError
@@ -35,54 +37,71 @@ def stats_path(run: RunDir) -> FsPath:
 
 @dataclass
 class PathIndex:
-    """Byte offsets of each question's paths in paths.jsonl, questions in order of first appearance."""
+    """Byte offsets of every path in paths.jsonl, grouped by question (questions in order of first appearance):
+    question ``i``'s paths are ``offsets[bounds[i]:bounds[i + 1]]``. Flat arrays: about 8 bytes per path."""
 
-    offsets: dict[str, array] = field(default_factory=dict)
-    total: int = 0
+    qids: list[str]
+    offsets: np.ndarray
+    bounds: np.ndarray
     duplicates: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.offsets)
+
+    def paths_of(self, i: int) -> np.ndarray:
+        """The offsets of question ``i``'s paths."""
+        return self.offsets[self.bounds[i] : self.bounds[i + 1]]
 
 
 def index_paths(file: FsPath) -> PathIndex:
     """One validating pass over paths.jsonl: byte offsets per question (duplicate path ids: the first one wins).
 
-    Memory is 8 bytes of offset per path plus 8 of id hash while indexing (a set of every id string took about
-    140 bytes per path); ids whose hashes repeat are compared for real in a second pass, run only when any do.
+    Kept per path: an offset, a question number and an id hash (20 bytes while indexing, 8 after); a set of every
+    id string and an array per question took about 140 and 280 bytes. Ids whose hashes repeat are compared for
+    real in a second pass, run only when any do.
     """
     if not file.exists():
         raise InputError(file, "file not found (run `cotdistill generate` or `cotdistill import` first)")
-    idx = PathIndex()
-    hashes = array("q")
+    qnum: dict[str, int] = {}
+    qn, offs, hashes = array("i"), array("q"), array("q")
     for start, p in iter_jsonl(file, Path, allow_empty=True):
+        qn.append(qnum.setdefault(p.question_id, len(qnum)))
+        offs.append(start)
         hashes.append(hash(p.id))
-        idx.offsets.setdefault(p.question_id, array("q")).append(start)
-        idx.total += 1
-    if idx.total == 0:
+    if not offs:
         raise InputError(file, "file is empty: no paths to filter")
-    _drop_duplicate_ids(file, idx, hashes)
-    return idx
+    q = np.frombuffer(qn, dtype=np.int32)
+    o = np.frombuffer(offs, dtype=np.int64)
+    keep = _first_occurrences(file, o, hashes)
+    del hashes  # before the grouping below allocates its own arrays
+    duplicates = 0 if keep is None else int((~keep).sum())
+    if keep is not None:
+        q, o = q[keep], o[keep]
+    order = np.argsort(q, kind="stable")  # group by question, file order within a question
+    counts = np.bincount(q, minlength=len(qnum))
+    present = counts > 0  # a question whose only paths repeated other questions' ids has none left
+    bounds = np.concatenate([[0], np.cumsum(counts[present])])
+    qids = [qid for qid, k in qnum.items() if present[k]]
+    return PathIndex(qids=qids, offsets=o[order], bounds=bounds, duplicates=duplicates)
 
 
-def _drop_duplicate_ids(file: FsPath, idx: PathIndex, hashes: array) -> None:
-    """Remove every later occurrence of a path id from ``idx`` (``hashes``: the ids' hashes in file order)."""
-    import numpy as np
-
+def _first_occurrences(file: FsPath, offsets: np.ndarray, hashes: array) -> np.ndarray | None:
+    """Mask over paths in file order, False for a later occurrence of an id; None when every id is unique."""
     h = np.frombuffer(hashes, dtype=np.int64)
-    h.sort()  # in place: the index no longer needs the file order of the hashes
+    h.sort()  # in place: the hashes are not needed in file order
     repeated = set(h[1:][h[1:] == h[:-1]].tolist())
     if not repeated:
-        return
+        return None
+    keep = np.ones(len(offsets), dtype=bool)
     seen: set[str] = set()
     for start, p in iter_jsonl(file, Path, allow_empty=True):
         if hash(p.id) not in repeated:
             continue
         if p.id in seen:
-            offs = idx.offsets[p.question_id]
-            offs.remove(start)
-            if not offs:
-                del idx.offsets[p.question_id]
-            idx.total -= 1
-            idx.duplicates += 1
+            keep[int(np.searchsorted(offsets, start))] = False  # offsets are in file order, so sorted
         seen.add(p.id)
+    return keep
 
 
 class _Stats:
@@ -162,12 +181,13 @@ def build_judge(cfg: RunConfig, run: RunDir) -> tuple[Judge | None, Any]:
     return LLMJudge(backend, ident, cache, seed=cfg.seed), (cache, backend)
 
 
-def _batches(idx: PathIndex, batch_paths: int) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _batches(idx: PathIndex, batch_paths: int) -> Iterator[list[int]]:
+    """Question numbers of ``idx``, whole questions, at least ``batch_paths`` paths per batch (but the last)."""
+    batch: list[int] = []
     n = 0
-    for qid, offs in idx.offsets.items():
-        batch.append(qid)
-        n += len(offs)
+    for i in range(len(idx.qids)):
+        batch.append(i)
+        n += int(idx.bounds[i + 1] - idx.bounds[i])
         if n >= batch_paths:
             yield batch
             batch, n = [], 0
@@ -183,8 +203,11 @@ def filter_run(
     ``judge`` / ``encoder`` override the configured ones (tests pass in-process fakes).
     """
     fc = cfg.filter
-    question_at = index_questions(run.questions)  # offsets: a batch's questions are read back with its paths
+    question_at = index_questions(run.questions)
     idx = index_paths(run.paths)
+    # each indexed question's offset in questions.jsonl (-1: unknown), read back with its batch of paths
+    q_offsets = np.array([question_at.get(q, -1) for q in idx.qids], dtype=np.int64)
+    del question_at
     closers: Any = None
     if judge is None:
         judge, closers = build_judge(cfg, run)
@@ -194,17 +217,17 @@ def filter_run(
 
         enc = Encoder(fc.consensus.encoder, device=fc.consensus.device, cache_dir=run.cache / "embeddings")
     stats = _Stats()
-    stats.questions = len(idx.offsets)
+    stats.questions = len(idx.qids)
     llm_like = getattr(judge, "name", "") == "llm"
 
     from cotdistill.faults import maybe_kill
 
     def records() -> Iterator[Path]:
         with open(run.paths, "rb") as f, open(run.questions, "rb") as qf, _progress(progress, idx.total) as bar:
-            for b, qids in enumerate(_batches(idx, fc.batch_paths)):
+            for b, nums in enumerate(_batches(idx, fc.batch_paths)):
                 maybe_kill(f"filter:batch:{b}")
-                groups = [(qid, [read_at(f, o, Path) for o in idx.offsets[qid]]) for qid in qids]
-                questions = {q: read_at(qf, question_at[q], Question) for q in qids if q in question_at}
+                groups = [(idx.qids[i], [read_at(f, int(o), Path) for o in idx.paths_of(i)]) for i in nums]
+                questions = {idx.qids[i]: read_at(qf, int(q_offsets[i]), Question) for i in nums if q_offsets[i] >= 0}
                 yield from _filter_batch(groups, questions, cfg, judge, enc, llm_like, stats)
                 if bar is not None:
                     bar[0].advance(bar[1], sum(len(g[1]) for g in groups))
