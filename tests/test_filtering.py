@@ -206,3 +206,19 @@ def test_duplicate_path_ids_first_one_wins(svamp_json, tmp_path) -> None:
     assert stats["duplicate_paths_skipped"] == 3 and stats["total"] == 40
     assert len({r["id"] for r in rows}) == len(rows) == 40
     assert next(r for r in rows if r["id"] == first["id"])["text"] == first["text"]
+
+
+@pytest.mark.parametrize("big_offsets", [False, True])
+def test_grouping_by_question_keeps_file_order_within_a_question(big_offsets: bool) -> None:
+    """The packed-key sort and its argsort fallback (offsets past 2**40) both group stably by question."""
+    import numpy as np
+
+    from cotdistill.filtering import _group_by_question
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 50, size=2000).astype(np.int32)
+    o = np.cumsum(rng.integers(1, 300, size=2000)).astype(np.int64) + ((1 << 41) if big_offsets else 0)
+    want = o[np.argsort(q, kind="stable")]
+    got = _group_by_question(q, o)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, o)  # the input was not already grouped
