@@ -2,7 +2,7 @@
 
 Builds a run from the real SVAMP paths (../shared/data/svamp-multipath/train.json), replicated to N paths
 (10 per question, written in a random order, so grouping must not rely on file order), then runs
-`cotdistill filter` in a subprocess per mode and reads that child's peak RSS with os.wait4. Printed side by side:
+`cotdistill filter` in a subprocess per mode; each child reports its own peak RSS (VmHWM) at exit. Printed side by side:
 the floor (a child that only imports the same modules and loads the encoder) and each filter mode.
 
 Modes: `judge`: answer check + arithmetic judge (every path's text unique);
@@ -75,18 +75,43 @@ def build_run(src: Path, out: Path, n_paths: int, seed: int = 0, unique: bool = 
             f.write(json.dumps(p) + "\n")
 
 
-def peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[int, float, int]:
-    """(peak RSS bytes, wall seconds, return code) of one child process."""
+# The child reports its own peak from /proc/self/status (VmHWM) at exit. os.wait4's ru_maxrss is not usable
+# here: Linux carries the high-water mark of the memory the child had before exec into it, and a child that
+# Python's subprocess starts with vfork shares this (torch-importing, path-building) process's memory until
+# exec, so ru_maxrss reported this process's size, not the filter's (0.38 GB where the filter itself held 0.1).
+_REPORT_HWM = (
+    "import atexit, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('\\nVMHWM_KB ' + line.split()[1] + '\\n')\n"
+    "atexit.register(_hwm)\n"
+)
+
+
+def peak_rss(code: str, args: list[str], env: dict[str, str]) -> tuple[int, int, float, int]:
+    """(own peak RSS bytes, wait4 ru_maxrss bytes, wall seconds, return code) of ``python -c code args``."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child can never block on it
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _REPORT_HWM + code, *args], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         rc = os.waitstatus_to_exitcode(status)
-        if rc != 0:
-            err.seek(0)
-            print(err.read().decode(errors="replace")[-2000:], file=sys.stderr)
-    return usage.ru_maxrss * 1024, wall, rc  # Linux: ru_maxrss is in kilobytes
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if rc != 0:
+        print(text[-2000:], file=sys.stderr)
+    own = [int(line.split()[1]) for line in text.splitlines() if line.startswith("VMHWM_KB ")]
+    if not own:
+        raise RuntimeError(f"the child did not report its peak memory (rc={rc}): {text[-500:]}")
+    return own[-1] * 1024, usage.ru_maxrss * 1024, wall, rc  # Linux: both in kilobytes
+
+
+_RUN_CLI = (
+    "import runpy; sys.argv = ['cotdistill', *sys.argv[1:]]; runpy.run_module('cotdistill.cli', run_name='__main__')"
+)
 
 
 def measure(data: Path, n_paths: int, modes: list[str], unique: bool, env: dict[str, str]) -> dict[str, float]:
@@ -105,21 +130,21 @@ def measure(data: Path, n_paths: int, modes: list[str], unique: bool, env: dict[
             "import cotdistill.filtering, cotdistill.cli; from cotdistill.embeddings import Encoder; "
             f"Encoder({str(enc)!r})"
         )
-        rss, wall, rc = peak_rss([sys.executable, "-c", floor_code], env)
+        rss, _, wall, rc = peak_rss(floor_code, [], env)
         peaks["floor"] = rss
         print(f"{'floor (imports + encoder, no paths)':<40} peak RSS {rss / GB:.3f} GB", flush=True)
         for mode in modes:
             sets = ["--set", "filter.consensus.enabled=false"]
             if mode == "consensus":
                 sets = ["--set", "filter.consensus.enabled=true", "--set", f"filter.consensus.encoder={enc}"]
-            cmd = [sys.executable, "-m", "cotdistill.cli", "filter", str(run), *sets, "--json"]
-            m_rss, wall, rc = peak_rss(cmd, env)
+            m_rss, inherited, wall, rc = peak_rss(_RUN_CLI, ["filter", str(run), *sets, "--json"], env)
             peaks[mode] = m_rss
             stats = json.loads((run / "filter_stats.json").read_text()) if rc == 0 else {}
             print(
                 f"{'filter, mode ' + mode:<40} peak RSS {m_rss / GB:.3f} GB | {m_rss / (1.5 * GB):.2f}x the 1.5 GB "
                 f"goal | {m_rss / rss:.2f}x the floor | {wall:.0f}s wall, {n_paths / wall:.0f} paths/s | rc={rc} "
-                f"| kept {stats.get('kept')}/{stats.get('total')}",
+                f"| kept {stats.get('kept')}/{stats.get('total')} | (wait4 ru_maxrss, inherits this process's: "
+                f"{inherited / GB:.3f} GB)",
                 flush=True,
             )
     return peaks
