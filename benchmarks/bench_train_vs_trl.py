@@ -96,6 +96,11 @@ def main() -> None:
     ap.add_argument("--fp32", action="store_true", help="fp32 on both sides (default: bf16 autocast on both)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument(
+        "--trl-checkpointing",
+        action="store_true",
+        help="keep TRL's default gradient checkpointing (recomputes activations: not the same work)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.disable(logging.WARNING)
@@ -148,6 +153,7 @@ def main() -> None:
             learning_rate=1e-3, lr_scheduler_type="cosine", max_grad_norm=1.0, bf16=bf16, use_cpu=True,
             logging_steps=10_000, save_strategy="no", report_to=[], max_length=1024, completion_only_loss=True,
             dataloader_num_workers=0, seed=0, disable_tqdm=True,
+            gradient_checkpointing=args.trl_checkpointing,  # TRL 1.x defaults to True; cotdistill does not recompute
         )  # fmt: skip
         trainer = SFTTrainer(model=model, args=sc, train_dataset=ds, processing_class=tok)
         t0 = time.perf_counter()
@@ -166,12 +172,17 @@ def main() -> None:
     for k, v in mfu.items():
         print(f"{k:10s} model FLOP/s / peak: " + ", ".join(f"{x:.1%}" for x in v), flush=True)
     ratios = [a / b for a, b in zip(results["cotdistill"], results["trl"], strict=True)]
+    med, best_mfu = statistics.median(ratios), max(mfu["cotdistill"])
+    print(f"tokens/s cotdistill / TRL (median): {med:.2f}  (goal >= 1.3 -> {'PASS' if med >= 1.3 else 'FAIL'})")
+    print(f"cotdistill model FLOP/s / peak (best): {best_mfu:.1%}  (goal >= 60% -> "
+          f"{'PASS' if best_mfu >= 0.6 else 'FAIL'})")  # fmt: skip
     out = {
         "examples": len(rows), "tokens": n_tokens, "batch": args.batch, "precision": "bf16" if bf16 else "fp32",
         "model": f"tiny-gpt2 d_model={args.d_model} layers={args.layers}",
         "data": "svamp" if SVAMP.exists() else "synthetic",
         "cotdistill_tokens_per_s": results["cotdistill"], "trl_tokens_per_s": results["trl"],
-        "ratio_median": statistics.median(ratios), "torch_threads": torch.get_num_threads(),
+        "ratio_median": statistics.median(ratios), "trl_gradient_checkpointing": args.trl_checkpointing,
+        "torch_threads": torch.get_num_threads(),
         "flops_per_token": flops_per_token, "matmul_peak_flops": peak, "mfu": mfu,
     }  # fmt: skip
     print(json.dumps(out, indent=2))
