@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -225,7 +226,10 @@ def test_sigkill_mid_run_then_resume_gives_every_path_exactly_once(tmp_path: Pat
 
 
 def test_sigint_stops_cleanly(tmp_path: Path, chat_server: ChatServer) -> None:
-    chat_server.reply = lambda r: Reply(content="The answer is 1.", delay=0.05)
+    served = itertools.count()
+    # the first requests are fast, the rest slow: the signal always lands mid-run however slowly the poll starts
+    # (with 50 ms for every request, a loaded machine once saw all 96 finish before the SIGINT was sent)
+    chat_server.reply = lambda r: Reply(content="The answer is 1.", delay=0.05 if next(served) < 8 else 1.0)
     run = make_run(tmp_path / "run", n=12)
     cfg = _write_config(tmp_path / "c.yaml", config(chat_server.base_url, concurrency=2))
     args = [sys.executable, "-m", "cotdistill.cli", "generate", str(run.root), "-c", str(cfg)]
