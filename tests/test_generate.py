@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import secrets
@@ -226,14 +225,20 @@ def test_sigkill_mid_run_then_resume_gives_every_path_exactly_once(tmp_path: Pat
 
 
 def test_sigint_stops_cleanly(tmp_path: Path, chat_server: ChatServer) -> None:
-    served = itertools.count()
-    # the first requests are fast, the rest slow: the signal always lands mid-run however slowly the poll starts
-    # (with 50 ms for every request, a loaded machine once saw all 96 finish before the SIGINT was sent)
-    chat_server.reply = lambda r: Reply(content="The answer is 1.", delay=0.05 if next(served) < 8 else 1.0)
+    chat_server.reply = lambda r: Reply(content="The answer is 1.", delay=0.05)
     run = make_run(tmp_path / "run", n=12)
     cfg = _write_config(tmp_path / "c.yaml", config(chat_server.base_url, concurrency=2))
     args = [sys.executable, "-m", "cotdistill.cli", "generate", str(run.root), "-c", str(cfg)]
-    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (`make test &`, nohup) starts with SIGINT ignored, and Python keeps an inherited
+    # SIG_IGN, so the child would never see Ctrl-C: give it the default disposition, as a terminal would
+    proc = subprocess.Popen(
+        args,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for_lines(run.paths, 6, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
