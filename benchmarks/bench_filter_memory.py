@@ -2,8 +2,8 @@
 
 Builds a run from the real SVAMP paths (../shared/data/svamp-multipath/train.json), replicated to N paths
 (10 per question, written in a random order, so grouping must not rely on file order), then runs
-`cotdistill filter` in a subprocess per mode; each child reports its own peak RSS (VmHWM) at exit. Printed side by side:
-the floor (a child that only imports the same modules and loads the encoder) and each filter mode.
+`cotdistill filter` in a subprocess per mode; each child reports its own peak RSS (VmHWM) at exit. Printed side
+by side: the floor (a child that only imports the same modules and loads the encoder) and each filter mode.
 
 Modes: `judge`: answer check + arithmetic judge (every path's text unique);
 `consensus`: answer check + arithmetic judge + graph consensus with a tiny random-weight encoder
@@ -78,7 +78,7 @@ def build_run(src: Path, out: Path, n_paths: int, seed: int = 0, unique: bool = 
 # The child reports its own peak from /proc/self/status (VmHWM) at exit. os.wait4's ru_maxrss is not usable
 # here: Linux carries the high-water mark of the memory the child had before exec into it, and a child that
 # Python's subprocess starts with vfork shares this (torch-importing, path-building) process's memory until
-# exec, so ru_maxrss reported this process's size, not the filter's (0.38 GB where the filter itself held 0.1).
+# exec, so ru_maxrss reported this process's size, not the filter's (0.38 GB where the filter itself held 0.06).
 _REPORT_HWM = (
     "import atexit, sys\n"
     "def _hwm():\n"

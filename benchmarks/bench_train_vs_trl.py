@@ -181,7 +181,7 @@ def main() -> None:
         "model": f"tiny-gpt2 d_model={args.d_model} layers={args.layers}",
         "data": "svamp" if SVAMP.exists() else "synthetic",
         "cotdistill_tokens_per_s": results["cotdistill"], "trl_tokens_per_s": results["trl"],
-        "ratio_median": statistics.median(ratios), "trl_gradient_checkpointing": args.trl_checkpointing,
+        "ratio_median": med, "trl_gradient_checkpointing": args.trl_checkpointing,
         "torch_threads": torch.get_num_threads(),
         "flops_per_token": flops_per_token, "matmul_peak_flops": peak, "mfu": mfu,
     }  # fmt: skip
