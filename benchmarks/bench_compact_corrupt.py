@@ -30,18 +30,15 @@ def accuracy(student_dir: Path, questions: list, max_new_tokens: int = 96) -> fl
     """Greedy test accuracy of a saved student (plain HF directory, loaded with no cotdistill code)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cotdistill.tasks import get_family
-    from cotdistill.training.generate import greedy
+    from cotdistill.evaluation import answer_questions
 
     model = AutoModelForCausalLM.from_pretrained(student_dir)
     tok = AutoTokenizer.from_pretrained(student_dir)
-    prompts = [get_family(q.task).student_prompt(q) for q in questions]
-    texts = greedy(model, tok, prompts, max_new_tokens)
-    return sum(get_family(q.task).is_correct(t, q) for q, t in zip(questions, texts, strict=True)) / len(questions)
+    return sum(a.correct for a in answer_questions(model, tok, questions, max_new_tokens)) / len(questions)
 
 
 def train(data: RunDir, root: Path, method: str, args: argparse.Namespace, options: dict) -> tuple[RunDir, dict]:
-    from cotdistill.training.loop import train as train_loop
+    from cotdistill.stages.train import train as train_loop
 
     run = RunDir.at(root).ensure()
     for f in (data.questions, data.paths, data.filtered):
@@ -62,7 +59,7 @@ def train(data: RunDir, root: Path, method: str, args: argparse.Namespace, optio
         }
     )
     t0 = time.perf_counter()
-    summary = train_loop(run.root, cfg)
+    summary = train_loop(run, cfg)
     summary["wall_s"] = time.perf_counter() - t0
     return run, summary
 
@@ -140,7 +137,7 @@ def main() -> None:
             print(f"{t:10} {d['weight']:8.3f}  on bad q {bad_w:.3f}  on clean q {clean_w:.3f}  A {a:.3f}")
     print(f"\ntest accuracy ({len(test_qs)} questions): compact {acc_c:.3f}  uniform union (sft-multi) {acc_u:.3f}")
     print(f"train wall time: compact {csum['wall_s']:.1f} s, union {usum['wall_s']:.1f} s")
-    from cotdistill.training.compact_plot import plot_weight_trajectory
+    from cotdistill.training.methods.compact.plot import plot_weight_trajectory
 
     fig = plot_weight_trajectory(crun.logs / "compact_weights.jsonl", args.figure or root / "compact_weights.png")
     print(f"weight trajectory: {fig}")

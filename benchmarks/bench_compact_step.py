@@ -30,11 +30,12 @@ from cotdistill.rundir import RunDir  # noqa: E402
 def main() -> None:
     from cotdistill.config import StudentConfig
     from cotdistill.students import build_student
-    from cotdistill.training.collate import collate, encode
-    from cotdistill.training.loop import Student, make_batches
+    from cotdistill.students.encoding import collate, encode
+    from cotdistill.training.data import make_batches
     from cotdistill.training.methods.base import Batch, StepInfo
-    from cotdistill.training.methods.compact import CompactMethod
+    from cotdistill.training.methods.compact.method import CompactMethod
     from cotdistill.training.methods.sft import SFTMulti
+    from cotdistill.training.student import Student
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=120)

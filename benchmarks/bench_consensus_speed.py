@@ -20,11 +20,11 @@ from pathlib import Path
 
 from cotdistill.config import load_config
 from cotdistill.embeddings import Encoder
-from cotdistill.filtering import filter_run
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import load_questions, read_paths
 from cotdistill.rundir import RunDir
 from cotdistill.sources.importers import ImportOptions, run_import
+from cotdistill.stages.filter import filter_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def main() -> None:
             rd = RunDir.at(run)
             enc = Encoder("minilm", cache_dir=rd.cache / "embeddings")  # cold cache: every text is embedded
             t0 = time.perf_counter()
-            filter_run(rd, cfg, encoder=enc, progress=False)
+            filter_run(rd, cfg, encoder=enc)
             stage_s.append(time.perf_counter() - t0)
             enc.close()
 

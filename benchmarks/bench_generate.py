@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from chat_server import ChatServer, Reply  # noqa: E402
 from cotdistill.config import RunConfig, TeacherConfig  # noqa: E402
-from cotdistill.generation import run_generate  # noqa: E402
 from cotdistill.io import atomic_write_jsonl  # noqa: E402
 from cotdistill.records import Question  # noqa: E402
 from cotdistill.rundir import RunDir  # noqa: E402
+from cotdistill.stages.generate import run_generate  # noqa: E402
 from cotdistill.teachers.base import GenRequest  # noqa: E402
 from cotdistill.teachers.openai_backend import OpenAIBackend  # noqa: E402
 

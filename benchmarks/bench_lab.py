@@ -19,7 +19,8 @@ from cotdistill.config import RunConfig
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.lab import write_lab_paths
 from cotdistill.records import read_paths
-from cotdistill.stages import write_questions
+from cotdistill.rundir import RunDir
+from cotdistill.stages.questions import write_questions
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
         run = Path(d)
         cfg = RunConfig.model_validate({"seed": args.seed, "questions": {"train": args.questions, "dev": 0, "test": 0}})
         t0 = time.perf_counter()
-        write_questions(cfg, run)
+        write_questions(RunDir.at(run), cfg)
         t1 = time.perf_counter()
         counts = write_lab_paths(run, seed=args.seed)
         t2 = time.perf_counter()

@@ -38,11 +38,11 @@ def _fresh_copy(src: RunDir, dst: Path) -> RunDir:
 
 
 def _train(run: RunDir, cfg_path: Path, method: str, overrides: list[str]) -> dict:
-    from cotdistill.training.loop import train
+    from cotdistill.stages.train import train
 
-    cfg = load_config(cfg_path, overrides)
+    cfg = load_config(cfg_path, [*overrides, f"train.method={method}"])
     t0, c0 = time.perf_counter(), time.process_time()
-    summary = train(run.root, cfg, method=method, resume=False)
+    summary = train(run, cfg, resume=False)
     summary["wall"] = time.perf_counter() - t0
     summary["cpu"] = time.process_time() - c0
     return summary
@@ -51,7 +51,7 @@ def _train(run: RunDir, cfg_path: Path, method: str, overrides: list[str]) -> di
 def _embed_once(data: RunDir) -> int:
     """Fill ``data``'s router-embedding cache (what the first qr-distill run of a run directory does)."""
     from cotdistill.embeddings import Encoder
-    from cotdistill.records import Path as PathRec
+    from cotdistill.records import ReasoningPath as PathRec
     from cotdistill.records import read_jsonl, read_questions
 
     questions = {q.id: q for q in read_questions(data.questions)}

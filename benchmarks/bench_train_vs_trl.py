@@ -34,8 +34,8 @@ SVAMP = REPO.parent / "shared" / "data" / "svamp-multipath" / "train.json"
 def make_run(root: Path, n_examples: int) -> Path:
     """A run dir with ``n_examples`` kept paths: the real SVAMP paths when present, else arithmetic paths."""
     from cotdistill.io import atomic_write_jsonl
-    from cotdistill.records import Path as PathRec
     from cotdistill.records import Question, path_id, read_paths
+    from cotdistill.records import ReasoningPath as PathRec
 
     run = root / "run"
     if SVAMP.exists():
@@ -110,10 +110,12 @@ def main() -> None:
 
     from cotdistill.config import RunConfig
     from cotdistill.rundir import RunDir
+    from cotdistill.stages.train import train
     from cotdistill.students import build_student
+    from cotdistill.students.encoding import encode
+    from cotdistill.students.prompt import render_prompt, render_response
     from cotdistill.tasks import get_family
-    from cotdistill.training.collate import encode, render_prompt, render_response
-    from cotdistill.training.loop import _texts_for_tokenizer, load_train_data, train
+    from cotdistill.training.data import load_train_data, tokenizer_texts
 
     bf16 = not args.fp32
     tmp = Path(tempfile.mkdtemp(prefix="bench-trl-"))
@@ -126,7 +128,7 @@ def main() -> None:
          "trackers": [], "max_length": 1024, "warmup_ratio": 0.0, "checkpoint_every": 0}}
     )  # fmt: skip
     torch.manual_seed(0)
-    built = build_student(cfg.students[0], list(_texts_for_tokenizer(data)), run / "cache" / "tokenizers")
+    built = build_student(cfg.students[0], list(tokenizer_texts(data)), run / "cache" / "tokenizers")
     tok, init_state = built.tokenizer, {k: v.clone() for k, v in built.model.state_dict().items()}
     rows = []
     for p in data.train_paths:
@@ -141,11 +143,11 @@ def main() -> None:
 
     def ours() -> float:
         shutil.rmtree(run / "checkpoints", ignore_errors=True)
-        s = train(run, cfg, resume=False)
+        s = train(RunDir.at(run), cfg, resume=False)
         return n_tokens / s["seconds"]
 
     def trl() -> float:
-        model = build_student(cfg.students[0], list(_texts_for_tokenizer(data)),
+        model = build_student(cfg.students[0], list(tokenizer_texts(data)),
                               run / "cache" / "tokenizers").model  # fmt: skip
         model.load_state_dict(init_state)
         sc = SFTConfig(

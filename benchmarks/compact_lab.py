@@ -35,9 +35,9 @@ def corrupted_lab_run(
 
     Returns the run and the ids of the questions on which ``corrupt`` is wrong.
     """
-    from cotdistill.filtering import filter_run
     from cotdistill.lab import write_lab_paths
-    from cotdistill.stages import write_questions
+    from cotdistill.stages.filter import filter_run
+    from cotdistill.stages.questions import write_questions
 
     run = RunDir.at(root).ensure()
     cfg = RunConfig.model_validate(
@@ -47,7 +47,7 @@ def corrupted_lab_run(
             "filter": {"enabled": False, "judge": {"kind": "none"}, "consensus": {"enabled": consensus}},
         }
     )
-    write_questions(cfg, run.root)
+    write_questions(run, cfg)
     teachers = [
         TeacherConfig(name="clean_a", backend="synthetic", profile=CLEAN),
         TeacherConfig(name="clean_b", backend="synthetic", profile=CLEAN),
@@ -75,5 +75,5 @@ def corrupted_lab_run(
             p = p.model_copy(update={"text": b.text, "answer": b.answer, "metadata": b.metadata})
         out.append(p)
     atomic_write_jsonl(run.paths, out)
-    filter_run(run, cfg, progress=False)
+    filter_run(run, cfg)
     return run, bad

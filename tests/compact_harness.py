@@ -9,14 +9,16 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tokenizers import decoders as tk_decoders
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from cotdistill.records import Path, Question
-from cotdistill.training.collate import collate as collate_encoded
-from cotdistill.training.collate import encode
-from cotdistill.training.loop import Student
+from cotdistill.records import Question, ReasoningPath
+from cotdistill.students.encoding import collate as collate_encoded
+from cotdistill.students.encoding import encode
 from cotdistill.training.methods.base import Batch, Example
+from cotdistill.training.student import Student
 
 
-def synthetic_data(n_questions: int, teachers: dict[str, int], seed: int = 0) -> tuple[dict[str, Question], list[Path]]:
+def synthetic_data(
+    n_questions: int, teachers: dict[str, int], seed: int = 0
+) -> tuple[dict[str, Question], list[ReasoningPath]]:
     """Arithmetic questions; each teacher writes ``teachers[name]`` paths per question ending "The answer is N."."""
     rng = random.Random(seed)
     questions, paths = {}, []
@@ -32,7 +34,7 @@ def synthetic_data(n_questions: int, teachers: dict[str, int], seed: int = 0) ->
                 if s % 2:
                     text = f"{a} + {b} = {a + b} apples in all.\nThe answer is {a + b}."
                 paths.append(
-                    Path(
+                    ReasoningPath(
                         id=f"{q.id}|{t}|cot|{s}",
                         question_id=q.id,
                         teacher=t,

@@ -13,7 +13,7 @@ from cotdistill.io import atomic_write_jsonl, atomic_write_text
 from cotdistill.lab import generate_questions, write_lab_paths
 from cotdistill.lab.judge import judge_lab_path
 from cotdistill.lab.runner import default_teachers
-from cotdistill.records import Path as PathRec
+from cotdistill.records import ReasoningPath as PathRec
 from cotdistill.records import read_jsonl, read_questions
 from cotdistill.rundir import RunDir
 from cotdistill.tasks import get_family

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath
 from cotdistill.training.methods.base import Batch, Example, StudentHandle, StudentInputs, StudentOutput
 
 STYLES = ["vanilla", "cot", "program"]
@@ -134,7 +134,7 @@ def collate(tokenizer: PreTrainedTokenizerFast, examples: list[Example]) -> Stud
     )
 
 
-def toy_data(n_questions: int = 6) -> tuple[dict[str, Question], list[Path]]:
+def toy_data(n_questions: int = 6) -> tuple[dict[str, Question], list[ReasoningPath]]:
     """Questions with one path per style; the program-style path of every third question is marked not kept."""
     questions, paths = {}, []
     for i in range(n_questions):
@@ -149,7 +149,7 @@ def toy_data(n_questions: int = 6) -> tuple[dict[str, Question], list[Path]]:
         for style, text in texts.items():
             kept = not (style == "program" and i % 3 == 0)
             paths.append(
-                Path(
+                ReasoningPath(
                     id=f"q{i}|t|{style}|0",
                     question_id=q.id,
                     teacher="t",

@@ -16,12 +16,12 @@ import torch
 
 from compact_harness import HFStudent, TinyStudent, collate, question_batches, synthetic_data, train_tokenizer
 from cotdistill.config import RunConfig
-from cotdistill.records import Path as PathRecord
 from cotdistill.records import Question
+from cotdistill.records import ReasoningPath as PathRecord
 from cotdistill.rundir import RunDir
 from cotdistill.tasks.math import normalize
 from cotdistill.training.methods.base import StepInfo
-from cotdistill.training.methods.compact import CompactMethod
+from cotdistill.training.methods.compact.method import CompactMethod
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

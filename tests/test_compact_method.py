@@ -10,9 +10,9 @@ import torch
 from compact_harness import TinyStudent, collate, question_batches, synthetic_data, train_tokenizer
 from cotdistill.config import RunConfig
 from cotdistill.rundir import RunDir
-from cotdistill.training.methods import METHOD_REGISTRY
+from cotdistill.training.methods import method_spec
 from cotdistill.training.methods.base import StepInfo
-from cotdistill.training.methods.compact import CompactMethod
+from cotdistill.training.methods.compact.method import CompactMethod
 
 ZERO = {"lambda_c": 0, "lambda_a": 0, "lambda_d": 0, "c_min": 0}
 
@@ -47,7 +47,7 @@ def run_steps(method, batches, reference: bool, steps: int, total: int = 100) ->
 
 
 def test_registered_question_major():
-    assert METHOD_REGISTRY["compact"] is CompactMethod and CompactMethod.batching == "question"
+    assert method_spec("compact").load() is CompactMethod and CompactMethod.batching == "question"
 
 
 def test_one_teacher_equals_single_teacher_sft_step_for_step(tokenizer, tmp_path):

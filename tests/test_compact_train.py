@@ -70,7 +70,7 @@ def test_unknown_option_is_a_one_line_error(tmp_path):
     run = write_run(tmp_path / "r", epochs=1, options={"lamda_a": 2})
     r = run_cli("train", str(run), "-c", str(run / "cfg.yaml"))
     assert r.returncode == 2
-    assert "lamda_a: unknown field" in r.stderr and "Traceback" not in r.stderr
+    assert "options.lamda_a: unknown option for method 'compact'" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cotdistill.errors import ConfigError
 from cotdistill.records import Question
-from cotdistill.training.compact_weights import (
+from cotdistill.training.methods.compact.weights import (
     CompactOptions,
     DifficultyEMA,
     adaptability,
@@ -41,12 +41,14 @@ def test_zscore_basic_ties_single_and_missing():
 
 
 def test_options_defaults_and_unknown_key():
-    o = CompactOptions.from_options({})
+    from cotdistill.config import load_config
+
+    o = CompactOptions()
     assert (o.lambda_c, o.lambda_a, o.lambda_d, o.tau, o.c_min, o.ema_mu) == (1, 1, 1, 1, 0.2, 0.9)
-    with pytest.raises(ConfigError, match="lamda_c: unknown field"):
-        CompactOptions.from_options({"lamda_c": 1})
-    with pytest.raises(ConfigError, match="tau"):
-        CompactOptions.from_options({"tau": 0})
+    with pytest.raises(ConfigError, match="options.lamda_c: unknown option for method 'compact'"):
+        load_config(None, ["train.method=compact", "train.options.lamda_c=1"])
+    with pytest.raises(ConfigError, match="options.tau"):
+        load_config(None, ["train.method=compact", "train.options.tau=0"])
 
 
 def test_each_signal_moves_weight_the_right_way():
@@ -188,7 +190,7 @@ def test_weight_trajectory_and_plot(tmp_path):
     import json
 
     from cotdistill.errors import InputError
-    from cotdistill.training.compact_plot import plot_weight_trajectory, weight_trajectory
+    from cotdistill.training.methods.compact.plot import plot_weight_trajectory, weight_trajectory
 
     log = tmp_path / "compact_weights.jsonl"
     rows = [(0, "q1", "a", 0.5), (0, "q1", "b", 0.5), (0, "q2", "a", 0.9), (0, "q2", "b", 0.1), (1, "q3", "a", 0.2)]

@@ -11,7 +11,7 @@ import yaml
 from conftest import run_cli
 from cotdistill.config import RunConfig, dump_config, load_config, parse_overrides, set_by_dotted
 from cotdistill.errors import ConfigError
-from cotdistill.stages import resolve_run
+from cotdistill.stages.resolve import resolve_run
 
 # a fresh random key-shaped string per run: nothing that looks like a real key is committed
 SECRET = "sk-" + secrets.token_hex(16)

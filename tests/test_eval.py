@@ -11,19 +11,15 @@ import yaml
 
 from conftest import run_cli
 from cotdistill.config import RunConfig
-from cotdistill.evaluation import (
-    compute_metrics,
-    encode_prompt,
-    evaluate_run,
-    format_prompt,
-    greedy_generate,
-    load_student,
-    logprob_pick,
-    vote,
-)
+from cotdistill.evaluation import compute_metrics, logprob_pick, vote
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import Question
 from cotdistill.rundir import RunDir
+from cotdistill.stages.eval import evaluate_run
+from cotdistill.students import load_student
+from cotdistill.students.encoding import rendered_ids as encode_prompt
+from cotdistill.students.generate import generate as greedy_generate
+from cotdistill.students.prompt import render_prompt as format_prompt
 from cotdistill.tasks import get_family
 
 EOS, PAD = "<|endoftext|>", "<pad>"

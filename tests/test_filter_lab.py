@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 
 from cotdistill.config import load_config
-from cotdistill.filtering import filter_run
 from cotdistill.rundir import RunDir
-from cotdistill.stages import write_questions
+from cotdistill.stages.filter import filter_run
+from cotdistill.stages.questions import write_questions
 
 runner = pytest.importorskip("cotdistill.lab.runner", reason="the reasoning lab is not merged yet")
 
@@ -31,10 +31,10 @@ def _fault_kinds(meta: dict) -> set[str]:
 def test_lab_faults_caught_and_clean_paths_kept(tmp_path, judge: str) -> None:
     cfg = load_config(None, ["questions.source=lab:arith,date,compare", "questions.train=150"])
     cfg.questions = cfg.questions.model_copy(update={"dev": 0, "test": 0})
-    write_questions(cfg, tmp_path)
+    write_questions(RunDir.at(tmp_path), cfg)
     runner.write_lab_paths(tmp_path, seed=0)
     fcfg = load_config(None, ["filter.consensus.enabled=false", f"filter.judge.kind={judge}"])
-    filter_run(RunDir.at(tmp_path), fcfg, progress=False)
+    filter_run(RunDir.at(tmp_path), fcfg)
     tasks = {json.loads(x)["id"]: json.loads(x)["task"] for x in (tmp_path / "questions.jsonl").open()}
     seen, rejected = Counter(), Counter()
     for line in (tmp_path / "filtered.jsonl").open():

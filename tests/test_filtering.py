@@ -10,9 +10,10 @@ import pytest
 
 from conftest import run_cli
 from cotdistill.config import load_config
-from cotdistill.filtering import filter_run, index_paths, read_kept
 from cotdistill.quality.judges import Verdict
+from cotdistill.quality.path_index import index_paths
 from cotdistill.rundir import RunDir
+from cotdistill.stages.filter import filter_run, read_kept
 
 CHECK_KEYS = {"answer", "answer_ok", "judge", "judge_reason", "consensus", "kept", "reject_reason"}
 
@@ -75,7 +76,7 @@ def test_unordered_paths_give_the_same_verdicts(svamp_json, tmp_path, tiny_encod
     results = []
     for run in (grouped, shuffled):
         cfg = load_config(None, [f"filter.consensus.encoder={tiny_encoder}", "filter.batch_paths=25"])
-        filter_run(RunDir.at(run), cfg, progress=False)
+        filter_run(RunDir.at(run), cfg)
         results.append({r["id"]: r["checks"] for r in _read(run / "filtered.jsonl")})
         # grouped by question in the output, whatever the input order
         qids = [r["question_id"] for r in _read(run / "filtered.jsonl")]
@@ -88,13 +89,13 @@ def test_unordered_paths_give_the_same_verdicts(svamp_json, tmp_path, tiny_encod
 def test_everything_off_keeps_every_path(svamp_json, tmp_path) -> None:
     run = _svamp_run(svamp_json, tmp_path / "run", n_questions=10)
     cfg = load_config(None, ["filter.answer_check=false", "filter.judge.kind=none", "filter.consensus.enabled=false"])
-    stats = filter_run(RunDir.at(run), cfg, progress=False)
+    stats = filter_run(RunDir.at(run), cfg)
     assert stats["kept"] == stats["total"] == 100 and stats["by_reason"] == {}
     rows = _read(run / "filtered.jsonl")
     assert all(r["checks"]["judge"] is None and r["checks"]["consensus"] is None for r in rows)
     # the master switch: checks are recorded, nothing is dropped
     cfg = load_config(None, ["filter.enabled=false", "filter.consensus.enabled=false"])
-    stats = filter_run(RunDir.at(run), cfg, progress=False)
+    stats = filter_run(RunDir.at(run), cfg)
     rows = _read(run / "filtered.jsonl")
     assert stats["kept"] == 100 and any(not r["checks"]["answer_ok"] for r in rows)
     assert all(r["checks"]["judge"] in ("valid", "invalid") for r in rows)  # the arithmetic judge still ran
@@ -124,7 +125,7 @@ def test_llm_judge_policy_and_two_stage_order(svamp_json, tmp_path, policy: str)
     run = _svamp_run(svamp_json, tmp_path / "run", n_questions=10)
     cfg = load_config(None, ["filter.consensus.enabled=false", f"filter.judge.unparseable={policy}"])
     judge = ScriptedJudge()
-    stats = filter_run(RunDir.at(run), cfg, judge=judge, progress=False)
+    stats = filter_run(RunDir.at(run), cfg, judge=judge)
     rows = _read(run / "filtered.jsonl")
     ok = [r for r in rows if r["checks"]["answer_ok"]]
     assert sorted(judge.asked) == sorted(r["id"] for r in ok)  # stage 2 sees only stage-1 survivors
@@ -201,7 +202,7 @@ def test_duplicate_path_ids_first_one_wins(svamp_json, tmp_path) -> None:
     assert idx.total == 40 and idx.duplicates == 3
     assert sorted(len(idx.paths_of(i)) for i in range(len(idx.qids))) == [10, 10, 10, 10]
     cfg = load_config(None, ["filter.consensus.enabled=false"])
-    stats = filter_run(RunDir.at(run), cfg, progress=False)
+    stats = filter_run(RunDir.at(run), cfg)
     rows = _read(run / "filtered.jsonl")
     assert stats["duplicate_paths_skipped"] == 3 and stats["total"] == 40
     assert len({r["id"] for r in rows}) == len(rows) == 40
@@ -213,7 +214,7 @@ def test_grouping_by_question_keeps_file_order_within_a_question(big_offsets: bo
     """The packed-key sort and its argsort fallback (offsets past 2**40) both group stably by question."""
     import numpy as np
 
-    from cotdistill.filtering import _group_by_question
+    from cotdistill.quality.path_index import _group_by_question
 
     rng = np.random.default_rng(0)
     q = rng.integers(0, 50, size=2000).astype(np.int32)

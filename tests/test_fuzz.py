@@ -15,8 +15,8 @@ from cotdistill.config import load_config, parse_overrides
 from cotdistill.errors import CotdistillError
 from cotdistill.quality.arithmetic import arithmetic_verdict, find_calculations
 from cotdistill.quality.judges import parse_judge_reply
-from cotdistill.records import Path as PathRecord
 from cotdistill.records import Question, read_jsonl
+from cotdistill.records import ReasoningPath as PathRecord
 from cotdistill.sources.files import iter_rows
 from cotdistill.sources.importers import ImportOptions, import_mcc_kd, import_qr_distill
 from cotdistill.tasks import FAMILIES

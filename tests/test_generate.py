@@ -24,10 +24,10 @@ from chat_server import (
 )
 from conftest import REPO, run_cli
 from cotdistill.config import RunConfig
-from cotdistill.generation import pending_paths, run_generate
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import Question, path_id, read_paths
 from cotdistill.rundir import RunDir
+from cotdistill.stages.generate import run_generate
 from cotdistill.teachers.base import Completion, GenRequest, OnResult, TeacherBackend
 
 
@@ -68,9 +68,9 @@ def test_generate_writes_every_path_and_never_resends(tmp_path: Path, chat_serve
     chat_server.reply = answer_reply
     run = make_run(tmp_path)
     cfg = RunConfig.model_validate(config(chat_server.base_url))
-    assert pending_paths(run, cfg) == 40
+    assert not run.paths.exists()
     s = run_generate(run, cfg)
-    assert pending_paths(run, cfg) == 0
+    assert s.teachers["a"].planned == 20 and s.teachers["b"].planned == 20
     paths = list(read_paths(run.paths))
     assert {p.id for p in paths} == expected_ids(5) and len(paths) == 40
     assert chat_server.count == 40

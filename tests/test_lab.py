@@ -14,12 +14,22 @@ from conftest import run_cli
 from cotdistill.config import STYLES, RunConfig, TeacherConfig
 from cotdistill.errors import ConfigError, CotdistillError
 from cotdistill.lab import generate_questions, solve_question, write_lab_paths
-from cotdistill.lab.runner import default_teachers, lab_requests
+from cotdistill.lab.runner import default_teachers
 from cotdistill.lab.synthetic import SyntheticBackend, parse_profile
 from cotdistill.records import Question, load_questions, read_paths
-from cotdistill.stages import write_questions
+from cotdistill.rundir import RunDir
+from cotdistill.stages.questions import write_questions
 from cotdistill.tasks import get_family
 from cotdistill.tasks.base import marker_spans
+
+
+def lab_requests(questions, teacher: str, styles):
+    """The generate stage's requests of one synthetic teacher (seed 0, one sample)."""
+    from cotdistill.stages.generate import build_requests
+    from cotdistill.teachers.styles import select_styles
+
+    return build_requests(TeacherConfig(name=teacher), list(questions), select_styles(list(styles), []), 1, 0)
+
 
 # a stated calculation, as the arithmetic-judge contract reads one: NUMBER (op NUMBER)+ = NUMBER
 _CALC = re.compile(r"(?<![\w/])(\d+(?:\s*[-+*×x/÷]\s*\d+)+)\s*=\s*(\d+)(?![\w/])")
@@ -45,7 +55,7 @@ def _cfg(train: int, dev: int = 0, test: int = 0, seed: int = 0, options: dict |
 def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A default lab run: 300 training questions x 3 default teachers x 6 styles (5400 paths)."""
     run = tmp_path_factory.mktemp("lab")
-    write_questions(_cfg(300), run)
+    write_questions(RunDir.at(run), _cfg(300))
     write_lab_paths(run, seed=0)
     return run
 
@@ -53,7 +63,7 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_same_seed_same_files_different_seed_different_questions(tmp_path: Path) -> None:
     files = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        write_questions(_cfg(30, 6, 9, seed=seed), tmp_path / name)
+        write_questions(RunDir.at(tmp_path / name), _cfg(30, 6, 9, seed=seed))
         write_lab_paths(tmp_path / name, seed=seed)
         files[name] = (
             (tmp_path / name / "questions.jsonl").read_bytes(),
@@ -209,7 +219,7 @@ def test_backend_interface_deterministic_and_errors() -> None:
     SyntheticBackend(t, 8).generate(reqs, lambda r, c: got3.__setitem__(r.key, c.text))
     assert got3 != got1
     plain = Question(id="x", task="math", question="What is 2 + 2?", gold="4")
-    req = next(lab_requests([plain], t.name, ["cot"]))
+    req = lab_requests([plain], t.name, ["cot"])[0]
     c = SyntheticBackend(t, 0).complete(req)
     assert c.text is None and "not a lab question" in c.error
     with pytest.raises(ConfigError, match="teacher 'bad'.*sum to"):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from cotdistill.quality.judges import LLMJudge, VerdictCache, judge_messages, parse_judge_reply
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath
 from cotdistill.teachers.base import Completion, GenRequest, OnResult, TeacherBackend
 
 
@@ -61,9 +61,9 @@ class FakeBackend(TeacherBackend):
                 on_result(r, Completion(text=self.reply(r)))
 
 
-def _item(i: int, text: str) -> tuple[Question, Path]:
+def _item(i: int, text: str) -> tuple[Question, ReasoningPath]:
     q = Question(id=f"q{i}", task="math", question=f"What is {i} + {i}?", gold=str(2 * i))
-    return q, Path(id=f"q{i}|t|cot|0", question_id=q.id, teacher="t", style="cot", text=text)
+    return q, ReasoningPath(id=f"q{i}|t|cot|0", question_id=q.id, teacher="t", style="cot", text=text)
 
 
 def _replier(req: GenRequest) -> str:
@@ -111,6 +111,6 @@ def test_failed_requests_are_unparseable_and_not_cached(tmp_path) -> None:
 
 def test_judge_messages_render_choices() -> None:
     q = Question(id="c", task="choice", question="Pick one.", choices=["red", "blue"], gold="B")
-    p = Path(id="c|t|cot|0", question_id="c", teacher="t", style="cot", text="Blue. The answer is (B).")
+    p = ReasoningPath(id="c|t|cot|0", question_id="c", teacher="t", style="cot", text="Blue. The answer is (B).")
     content = judge_messages(q, p)[-1]["content"]
     assert "blue" in content and "The answer is (B)." in content

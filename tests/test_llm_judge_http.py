@@ -7,11 +7,11 @@ from pathlib import Path
 
 from chat_server import ChatRequest, ChatServer, Reply, chat_server_fixture  # noqa: F401
 from cotdistill.config import RunConfig
-from cotdistill.filtering import filter_run
 from cotdistill.io import atomic_write_jsonl
-from cotdistill.records import Path as PathRec
 from cotdistill.records import Question, path_id
+from cotdistill.records import ReasoningPath as PathRec
 from cotdistill.rundir import RunDir
+from cotdistill.stages.filter import filter_run
 
 
 def test_filter_with_an_llm_judge_over_http(tmp_path: Path, chat_server: ChatServer) -> None:
@@ -50,7 +50,7 @@ def test_filter_with_an_llm_judge_over_http(tmp_path: Path, chat_server: ChatSer
             "filter": {"judge": {"kind": "llm", "teacher": "judge"}, "consensus": {"enabled": False}},
         }
     )
-    stats = filter_run(run, cfg, progress=False)
+    stats = filter_run(run, cfg)
     rows = [json.loads(x) for x in run.filtered.read_text().splitlines()]
     by_kind = {r["text"].split(" ")[1]: r["checks"] for r in rows if r["question_id"] == "q3"}
     assert by_kind["+"]["kept"] is True
@@ -60,7 +60,7 @@ def test_filter_with_an_llm_judge_over_http(tmp_path: Path, chat_server: ChatSer
     assert stats["kept"] == 4 and stats["total"] == 12
     assert len(chat_server.requests) == 12
     # judged verdicts are cached: a second filter sends nothing
-    filter_run(run, cfg, progress=False)
+    filter_run(run, cfg)
     assert len(chat_server.requests) == 12
     for r in chat_server.requests:
         assert r.body["temperature"] == 0

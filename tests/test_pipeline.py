@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from cotdistill import pipeline
 from cotdistill.config import load_config
 from cotdistill.errors import CotdistillError
 from cotdistill.rundir import RunDir
+from cotdistill.stages import pipeline
 
 
 @pytest.fixture

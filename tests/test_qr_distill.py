@@ -9,8 +9,8 @@ from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods.base import StepInfo
-from cotdistill.training.methods.qr_distill import QRDistill
-from cotdistill.training.peer import (
+from cotdistill.training.methods.qr_distill.method import QRDistill
+from cotdistill.training.methods.qr_distill.peer import (
     PeerSpace,
     competence_loss,
     competence_target,
@@ -18,7 +18,7 @@ from cotdistill.training.peer import (
     mutual_hidden_loss,
     mutual_logits_loss,
 )
-from cotdistill.training.router import Router, gate_entropy, gated_student_loss, sample_gates
+from cotdistill.training.methods.qr_distill.router import Router, gate_entropy, gated_student_loss, sample_gates
 from qr_students import STYLES, TinyStudent, make_batch, make_model, make_tokenizer, toy_data
 
 # ----------------------------------------------------------------------------- router, gates, entropy
@@ -342,8 +342,12 @@ def test_state_dict_restores_gate_noise_and_counts(tmp_path, toy):
 
 
 def test_bad_options_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="tau"):
-        _method(tmp_path, _students(["gpt2", "llama"]), tau=0)
+    from cotdistill.config import load_config
+
+    with pytest.raises(ConfigError, match="options.tau: Input should be greater than 0"):
+        load_config(None, ["train.method=qr-distill", "train.options.tau=0"])
+    with pytest.raises(ConfigError, match="options.lamda1: unknown option for method 'qr-distill'.*lambda1"):
+        load_config(None, ["train.method=qr-distill", "train.options.lamda1=0.1"])
     with pytest.raises(ConfigError, match="S >= 2"):
         _method(tmp_path, _students(["gpt2"]))
 
@@ -378,7 +382,7 @@ def test_cached_closed_losses_skip_the_extra_forward(tmp_path, toy):
 
 def test_empty_student_is_not_pushed_further_shut():
     """With no open gate, the gate gradient is centred (some gates pulled open), not +CE on every gate."""
-    from cotdistill.training.router import gated_student_loss
+    from cotdistill.training.methods.qr_distill.router import gated_student_loss
 
     ce = torch.tensor([0.5, 1.0, 2.0, 4.0])
     logits = torch.full((4,), -3.0, requires_grad=True)
@@ -393,7 +397,7 @@ def test_empty_student_is_not_pushed_further_shut():
 
 
 def test_gated_loss_value_and_gradient_match_the_plain_form_when_gates_are_open():
-    from cotdistill.training.router import gated_student_loss
+    from cotdistill.training.methods.qr_distill.router import gated_student_loss
 
     ce = torch.tensor([0.5, 1.0, 2.0, 4.0])
     for pattern in ([1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]):

@@ -9,8 +9,8 @@ import pytest
 
 from cotdistill.errors import InputError
 from cotdistill.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, repair_torn_tail
-from cotdistill.records import Path as PathRecord
 from cotdistill.records import Question, load_questions, path_id, read_paths, read_questions
+from cotdistill.records import ReasoningPath as PathRecord
 
 
 def _questions() -> list[Question]:

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from cotdistill.report import routing_rates, write_report
+from cotdistill.rundir import RunDir
 
 STYLES = ["cot", "program", "facts"]
 IMG = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -136,7 +137,7 @@ def decode_pngs(html_text: str) -> list[tuple[int, int]]:
 
 def test_full_report_sections_numbers_and_figures(tmp_path):
     run = make_full_run(tmp_path / "run")
-    html_path, md_path, sections = write_report(run)
+    html_path, md_path, sections = write_report(RunDir.at(run))
     assert [s.key for s in sections if s.present] == [
         "accuracy",
         "bench",
@@ -184,7 +185,7 @@ def test_routing_rates_and_torn_line(tmp_path):
     rates = routing_rates(log, skipped)
     assert skipped == [1]
     assert rates["gpt2-a"][0]["cot"] == (4, 3) and rates["llama-b"][1]["facts"] == (4, 2)
-    _, md_path, _ = write_report(run)
+    _, md_path, _ = write_report(RunDir.at(run))
     assert "1 line(s) of routing.jsonl did not parse" in md_path.read_text()
 
 
@@ -204,7 +205,7 @@ def test_empty_run_says_not_run_and_cli(tmp_path):
     res = run_cli("report", str(run))
     assert res.returncode == 0, res.stderr
     md = (run / "report.md").read_text()
-    assert "could not read bench.json: JSONDecodeError" in md and "Kept 80 of 120 paths (66.7%)" in md
+    assert "could not read bench.json: ValidationError: 1 validation error for BenchResult Invalid JSON" in md and "Kept 80 of 120 paths (66.7%)" in md
     assert [p.name for p in (run / "report_files").glob("*.png")] == ["filter.png"]
     missing = run_cli("report", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "run directory not found" in missing.stderr
@@ -249,7 +250,7 @@ def test_report_renders_in_headless_chromium(tmp_path, chromium):
     from PIL import Image, ImageStat
 
     run = make_full_run(tmp_path / "run")
-    html_path, _, _ = write_report(run)
+    html_path, _, _ = write_report(RunDir.at(run))
     shot = tmp_path / "shot.png"
     res = _chromium(chromium, f"--screenshot={shot}", "--window-size=1200,3000", html_path.as_uri(), home=tmp_path)
     assert shot.exists(), res.stderr[-2000:]

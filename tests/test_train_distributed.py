@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 from conftest import REPO, run_cli
 from cotdistill.config import StudentConfig
 from cotdistill.students import build_student
-from cotdistill.training.collate import collate, encode
-from cotdistill.training.loop import Student, shard
+from cotdistill.students.encoding import collate, encode
+from cotdistill.training.data import shard
+from cotdistill.training.student import Student
 from trainutil import TINY, write_add_run, write_config
 
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cotdistill.config import load_config
-from cotdistill.training.collate import render_prompt
-from cotdistill.training.loop import train
+from cotdistill.rundir import RunDir
+from cotdistill.stages.train import train
+from cotdistill.students.prompt import render_prompt
 from trainutil import write_add_run, write_config
 
 pytestmark = pytest.mark.skipif(
@@ -27,7 +28,7 @@ def test_smollm2_gguf_lora_two_steps_and_reload(tmp_path):
     student = {"name": "smol", "kind": "gguf", "path": "smollm2", "lr": 1e-3,
                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}}  # fmt: skip
     cfg = load_config(write_config(tmp_path / "c.yaml", [student], epochs=1, batch_size=1))
-    summary = train(run, cfg)
+    summary = train(RunDir.at(run), cfg)
     assert summary["steps"] == 2
     recs = [json.loads(x) for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and all(r["losses"]["total"] > 0 for r in recs)

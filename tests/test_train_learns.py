@@ -15,13 +15,13 @@ import torch
 import yaml
 
 from cotdistill.config import load_config
-from cotdistill.pipeline import run_pipeline
+from cotdistill.evaluation import answer_questions
 from cotdistill.records import load_questions
 from cotdistill.rundir import RunDir
+from cotdistill.stages.pipeline import run_pipeline
+from cotdistill.stages.train import train
 from cotdistill.students import build_student
-from cotdistill.tasks import get_family
-from cotdistill.training.generate import greedy
-from cotdistill.training.loop import _texts_for_tokenizer, load_train_data, train
+from cotdistill.training.data import load_train_data, tokenizer_texts
 
 EASY = {"steps": [2], "max_number": 5, "max_factor": 2, "distractors": 0}
 CONFIG = {
@@ -66,13 +66,10 @@ CONFIG = {
 
 def _accuracy(model, tok, questions) -> dict[str, float]:
     """Dev accuracy overall and per task family, greedy, answer from the generated text only."""
-    prompts = [get_family(q.task).student_prompt(q) for q in questions]
-    texts = greedy(model, tok, prompts, max_new_tokens=96)
     hits: dict[str, list[bool]] = {}
-    for q, t in zip(questions, texts, strict=True):
-        ok = get_family(q.task).is_correct(t, q)
-        hits.setdefault("all", []).append(ok)
-        hits.setdefault(q.task, []).append(ok)
+    for a in answer_questions(model, tok, questions, max_new_tokens=96):
+        hits.setdefault("all", []).append(a.correct)
+        hits.setdefault(a.question.task, []).append(a.correct)
     return {k: sum(v) / len(v) for k, v in hits.items()}
 
 
@@ -88,11 +85,11 @@ def test_sft_multi_beats_untrained_on_lab_dev(tmp_path):
     assert {q.task for q in dev} == {"math", "yesno"}
 
     torch.manual_seed(cfg.seed * 7919)  # the loop's init seed for student 0: the same untrained model
-    texts = list(_texts_for_tokenizer(load_train_data(run)))
+    texts = list(tokenizer_texts(load_train_data(run)))
     untrained = build_student(cfg.students[0], texts, run.root / "cache" / "tokenizers")
     before = _accuracy(untrained.model.eval(), untrained.tokenizer, dev)
 
-    summary = train(run.root, cfg)
+    summary = train(run, cfg)
     assert 200 <= summary["steps"] <= 400
     d = run.root / "students" / "s"
     after = _accuracy(AutoModelForCausalLM.from_pretrained(d), AutoTokenizer.from_pretrained(d), dev)

@@ -9,9 +9,12 @@ import torch
 
 from cotdistill.config import load_config
 from cotdistill.errors import CotdistillError
+from cotdistill.rundir import RunDir
+from cotdistill.stages.train import train
 from cotdistill.students import train_tokenizer
-from cotdistill.training.collate import collate, encode, render_prompt
-from cotdistill.training.loop import make_batches, shard, train
+from cotdistill.students.encoding import collate, encode
+from cotdistill.students.prompt import render_prompt
+from cotdistill.training.data import make_batches, shard
 from trainutil import TINY, write_add_run, write_config
 
 
@@ -64,7 +67,7 @@ def test_sft_multi_trains_saves_and_reloads(tmp_path):
 
     run = write_add_run(tmp_path / "run")
     cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=2, batch_size=8, checkpoint_every=5))
-    summary = train(run, cfg)
+    summary = train(RunDir.at(run), cfg)
     assert summary["examples"] == 120 and summary["dropped_overlong"] == 0
     recs = [json.loads(line) for line in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == list(range(summary["total_steps"]))
@@ -85,13 +88,13 @@ def test_student_count_is_checked(tmp_path):
     run = write_add_run(tmp_path / "run", n_train=4, n_dev=0)
     cfg = load_config(write_config(tmp_path / "c.yaml", []))
     with pytest.raises(CotdistillError, match="needs 1..any student"):
-        train(run, cfg)
+        train(RunDir.at(run), cfg)
 
 
 def test_student_forward_is_response_token_mean_ce(tok):
     from cotdistill.config import StudentConfig
     from cotdistill.students import build_student
-    from cotdistill.training.loop import Student
+    from cotdistill.training.student import Student
 
     torch.manual_seed(0)
     b = build_student(StudentConfig(**TINY), [f"What is {a} + 1? {a + 1}" for a in range(50)])

@@ -7,10 +7,12 @@ from typing import ClassVar
 
 from conftest import run_cli
 from cotdistill.config import load_config
-from cotdistill.records import Path, load_questions, read_paths
+from cotdistill.records import ReasoningPath, load_questions, read_paths
 from cotdistill.rundir import RunDir
-from cotdistill.training.loop import train
-from cotdistill.training.methods.base import METHOD_REGISTRY, Batch, Computed, StepInfo, register_method
+from cotdistill.stages.train import train
+from cotdistill.training.methods import registry
+from cotdistill.training.methods.base import Batch, Computed, StepInfo
+from cotdistill.training.methods.options import SFTMultiOptions
 from cotdistill.training.methods.sft import SFTMulti, SFTSingle, StepByStep
 from trainutil import TINY, write_add_run, write_config
 
@@ -24,7 +26,7 @@ def _data(tmp_path):
 
 
 def _method(cls, tmp_path, **options):
-    cfg = load_config(None, [f"train.options.{k}={v}" for k, v in options.items()])
+    cfg = load_config(None, [f"train.method={cls.name}", *(f"train.options.{k}={v}" for k, v in options.items())])
     return cls(cfg, [], RunDir.at(tmp_path))
 
 
@@ -65,24 +67,24 @@ class _Probe(SFTMulti):
 
 
 def test_question_batching_through_the_loop(tmp_path):
-    register_method(_Probe)
+    registry.register_method("probe-question", SFTMultiOptions, _Probe, "a test method")
     try:
         run = write_add_run(tmp_path / "run", n_train=9, n_dev=0, paths_per_q=2)
-        cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=5))
-        train(run, cfg, method="probe-question")
+        cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=5, method="probe-question"))
+        train(RunDir.at(run), cfg)
         recs = [json.loads(x) for x in (run / "logs" / "probe.jsonl").read_text().splitlines()]
         assert all(r["n"] == 2 * len(r["questions"]) for r in recs)  # each question's two paths together
         assert sum(len(r["questions"]) for r in recs) == 9
         assert all(r["schema_version"] == 1 and "step" in r and "epoch" in r for r in recs)
     finally:
-        METHOD_REGISTRY.pop("probe-question", None)
+        registry._METHODS.pop("probe-question", None)
 
 
 def test_falls_back_to_paths_jsonl_and_tensorboard(tmp_path):
     run = write_add_run(tmp_path / "run", n_train=6, n_dev=0, paths_per_q=1)
     (run / "filtered.jsonl").rename(run / "paths.jsonl")
     cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=3, trackers=["tensorboard"]))
-    s = train(run, cfg)
+    s = train(RunDir.at(run), cfg)
     assert s["filter_ran"] is False and s["examples"] == 6
     assert any((run / "logs" / "tb").rglob("events.out.tfevents.*"))
 
@@ -96,9 +98,11 @@ def test_cli_reports_student_count_in_one_line(tmp_path):
 
 def test_overlong_examples_are_dropped_and_counted(tmp_path):
     run = write_add_run(tmp_path / "run", n_train=6, n_dev=0, paths_per_q=1)
-    long = Path(id="long", question_id="q0", teacher="t", style="cot", text="1 + 1 = 2. " * 40, checks={"kept": True})
+    long = ReasoningPath(
+        id="long", question_id="q0", teacher="t", style="cot", text="1 + 1 = 2. " * 40, checks={"kept": True}
+    )
     with open(run / "filtered.jsonl", "a") as f:
         f.write(long.model_dump_json() + "\n")
     cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=3, max_length=64))
-    s = train(run, cfg)
+    s = train(RunDir.at(run), cfg)
     assert s["dropped_overlong"] == 1 and s["examples"] == 6

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from cotdistill.io import atomic_write_jsonl
-from cotdistill.records import Path as PathRec
 from cotdistill.records import Question, path_id
+from cotdistill.records import ReasoningPath as PathRec
 
 
 def write_add_run(root: Path, n_train: int = 60, n_dev: int = 20, paths_per_q: int = 2, seed: int = 0) -> Path:

@@ -23,6 +23,12 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+
+def _log(message: str) -> None:
+    """A stage line of ``cotdistill run`` / ``demo`` / ``bench``, printed as is (no rich markup: "[filter]" stays)."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="run config YAML")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key.path=value (repeatable)")]
 
@@ -43,7 +49,8 @@ def questions_cmd(
 ) -> None:
     """Write questions (train/dev/test splits) from a source into RUN/questions.jsonl."""
     from cotdistill.config import load_config
-    from cotdistill.stages import write_questions
+    from cotdistill.rundir import RunDir
+    from cotdistill.stages.questions import write_questions
 
     cfg = load_config(config, set_)
     qc = cfg.questions
@@ -56,7 +63,7 @@ def questions_cmd(
     from cotdistill.lock import acquire_run_lock
 
     acquire_run_lock(out_dir, "questions")
-    counts = write_questions(cfg, out_dir)
+    counts = write_questions(RunDir.at(out_dir), cfg)
     out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})", soft_wrap=True)
 
 
@@ -129,14 +136,13 @@ def run_cmd(
     until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
 ) -> None:
     """Every stage in order (questions, generate, filter, train, eval, report), skipping current ones."""
-    from cotdistill.pipeline import run_pipeline
-    from cotdistill.stages import resolve_run
+    from cotdistill.stages.pipeline import run_pipeline
+    from cotdistill.stages.resolve import resolve_run
 
     run, cfg = resolve_run(run_dir, config, set_, lock="run")
-    run_pipeline(run, cfg, tuple(force or ()), until, log=lambda m: console.print(m, highlight=False))
-    report = run.root / "report.html"
-    if report.exists():
-        out.print(f"report: {report}")
+    run_pipeline(run, cfg, tuple(force or ()), until, log=_log)
+    if run.report_html.exists():
+        out.print(f"report: {run.report_html}", markup=False)
 
 
 @app.command("demo")
@@ -147,13 +153,13 @@ def demo_cmd(
     """The embedded default, offline: lab questions, synthetic teachers, filter, QR-Distill, eval, report."""
     from importlib.resources import files
 
-    from cotdistill.pipeline import run_pipeline
-    from cotdistill.stages import resolve_run
+    from cotdistill.stages.pipeline import run_pipeline
+    from cotdistill.stages.resolve import resolve_run
 
     config = Path(str(files("cotdistill") / "configs" / "demo.yaml"))
     run, cfg = resolve_run(run_dir, config, set_, lock="demo")
-    run_pipeline(run, cfg, log=lambda m: console.print(m, highlight=False))
-    out.print(f"report: {run.root / 'report.html'}")
+    run_pipeline(run, cfg, log=_log)
+    out.print(f"report: {run.report_html}", markup=False)
 
 
 @app.command("bench")
@@ -165,9 +171,8 @@ def bench_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Methods x seeds on one dataset: the methods table and the QR-Distill ablations, mean +- std."""
-    from cotdistill.bench import run_bench
-    from cotdistill.errors import CotdistillError
-    from cotdistill.stages import resolve_run
+    from cotdistill.stages.bench import run_bench
+    from cotdistill.stages.resolve import resolve_run
 
     try:
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
@@ -175,18 +180,15 @@ def bench_cmd(
         raise CotdistillError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
     run, cfg = resolve_run(run_dir, config, set_, lock="bench")
     names = [v.strip() for v in variants.split(",")] if variants else None
-    result = run_bench(run, cfg, seed_list, names, log=lambda m: console.print(m, highlight=False))
-    for table_name in ("methods", "ablations"):
-        rows = [r for r in result["rows"] if r["table"] == table_name]
-        if not rows:
-            continue
-        table = Table(title=f"{table_name} (accuracy, mean +- std over seeds {seeds})")
+    result = run_bench(run, cfg, seed_list, names, log=_log)
+    for group, rows in result.groups().items():
+        table = Table(title=f"{group} (accuracy, mean +- std over seeds {seeds})")
         for col in ("method", "student", "accuracy"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["method"], r["student"], f"{100 * r['mean']:.1f} +- {100 * r['std']:.1f}")
+            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}")
         out.print(table)
-    out.print(f"bench: {run.root / 'bench.json'} ({result['seconds']:.0f}s)")
+    out.print(f"bench: {run.bench_json} ({result.seconds:.0f}s)", markup=False)
 
 
 @app.command("generate")
@@ -196,8 +198,8 @@ def generate_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Write reasoning paths: teachers x styles x questions x samples into RUN/paths.jsonl (resumable)."""
-    from cotdistill.generation import run_generate
-    from cotdistill.stages import resolve_run
+    from cotdistill.stages.generate import run_generate
+    from cotdistill.stages.resolve import resolve_run
 
     run_dir, cfg = resolve_run(run, config, set_, lock="generate")
     summary = run_generate(run_dir, cfg, console=console)
@@ -213,8 +215,8 @@ def filter_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
 ) -> None:
     """Answer check, judge and consensus for every path: RUN/filtered.jsonl + RUN/filter_stats.json."""
-    from cotdistill.filtering import filter_run, stats_path
-    from cotdistill.stages import resolve_run
+    from cotdistill.stages.filter import filter_run
+    from cotdistill.stages.resolve import resolve_run
 
     run_dir, cfg = resolve_run(run, config, set_, lock="filter")
     stats = filter_run(run_dir, cfg)
@@ -222,7 +224,7 @@ def filter_cmd(
         print(json.dumps(stats, indent=2))
         return
     _print_filter_stats(stats)
-    out.print(f"wrote {run_dir.filtered} and {stats_path(run_dir)}")
+    out.print(f"wrote {run_dir.filtered} and {run_dir.filter_stats}", markup=False)
 
 
 def _print_filter_stats(stats: dict) -> None:
@@ -270,12 +272,12 @@ def train_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Train the configured students with a method; resumes from RUN/checkpoints when present."""
-    from cotdistill.stages import resolve_run
-    from cotdistill.training.loop import train
+    from cotdistill.stages.resolve import resolve_run
+    from cotdistill.stages.train import train
 
     overrides = list(set_ or []) + ([f"train.method={method}"] if method else [])
     rd, cfg = resolve_run(run, config, overrides, lock="train")
-    summary = train(rd.root, cfg, resume=not fresh)
+    summary = train(rd, cfg, resume=not fresh)
     if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
         out.print(
             f"trained {', '.join(summary['students'])} with {summary['method']}: {summary['steps']} steps, "
@@ -291,13 +293,14 @@ def eval_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Greedy zero-shot evaluation of every student on eval.split: RUN/eval/metrics.json + outputs.jsonl."""
-    from cotdistill.evaluation import evaluate_run, metrics_table
-    from cotdistill.stages import resolve_run
+    from cotdistill.evaluation import metrics_table
+    from cotdistill.stages.eval import evaluate_run
+    from cotdistill.stages.resolve import resolve_run
 
     rd, cfg = resolve_run(run, config, set_, lock="eval")
-    metrics = evaluate_run(rd, cfg, console=console)
+    metrics = evaluate_run(rd, cfg)
     out.print(metrics_table(metrics))
-    out.print(f"wrote {rd.eval / 'metrics.json'} and {rd.eval / 'outputs.jsonl'}")
+    out.print(f"wrote {rd.metrics} and {rd.outputs}", markup=False)
 
 
 @app.command("report")
@@ -306,8 +309,9 @@ def report_cmd(
 ) -> None:
     """Write RUN/report.html (self-contained) and RUN/report.md (+ RUN/report_files/) from whatever the run holds."""
     from cotdistill.report import write_report
+    from cotdistill.rundir import RunDir
 
-    html_path, md_path, sections = write_report(run)
+    html_path, md_path, sections = write_report(RunDir.at(run))
     done = ", ".join(f"{s.title}" for s in sections if s.present) or "nothing yet"
     out.print(f"wrote {html_path} and {md_path} (sections with data: {done})")
 
@@ -322,6 +326,9 @@ def config_reference_cmd() -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    from cotdistill.progress import quiet_third_party_bars
+
+    quiet_third_party_bars()
     try:
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer turns Ctrl-C into Exit(130), returned (not raised) here

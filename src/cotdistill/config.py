@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cotdistill.errors import ConfigError
 
 STYLES = ("vanilla", "cot", "tot", "program", "backward", "facts")
-METHODS = ("sft-single", "sft-multi", "step-by-step", "qr-distill", "compact")
 
 
 class Section(BaseModel):
@@ -44,8 +43,9 @@ class TeacherConfig(Section):
     """One teacher: a name, a backend and its generation settings."""
 
     name: str = Field(min_length=1, description="recorded on every path this teacher writes")
-    backend: Literal["synthetic", "openai", "hf"] = Field(
-        "synthetic", description="openai: any OpenAI-compatible server; hf: a local model; synthetic: the lab's"
+    backend: str = Field(
+        "synthetic",
+        description="openai: any OpenAI-compatible server; hf: a local model; synthetic: the lab's (or a plugin's)",
     )
     model: str = Field("", description="openai: model name; hf: local directory or .gguf file")
     base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
@@ -65,6 +65,15 @@ class TeacherConfig(Section):
         False, description="openai: all samples of a prompt in one request (n=k): the prompt is paid once"
     )
     device: str | None = Field(None, description="hf: torch device (default cuda when available, else cpu)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from cotdistill.teachers import backend_names
+
+        if v not in backend_names():
+            raise ValueError(f"unknown backend '{v}' (known: {', '.join(backend_names())})")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -96,7 +105,7 @@ class GenerateConfig(Section):
 class JudgeConfig(Section):
     """The second filter stage: a judge of each path's soundness (METHODS.md §1b)."""
 
-    kind: Literal["none", "arithmetic", "llm", "synthetic"] = Field(
+    kind: str = Field(
         "arithmetic",
         description="arithmetic: re-compute every stated calculation (local); llm: a teacher's backend judges "
         "(VALID / INVALID - reason, temperature 0); synthetic: the arithmetic judge plus, for lab questions, the "
@@ -109,6 +118,15 @@ class JudgeConfig(Section):
     judge_rejected: bool = Field(
         False, description="llm: also judge paths the answer check already rejected (costs requests; for analysis)"
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from cotdistill.quality.judges import judge_kinds
+
+        if v not in judge_kinds():
+            raise ValueError(f"unknown judge '{v}' (known: {', '.join(judge_kinds())})")
+        return v
 
 
 class ConsensusConfig(Section):
@@ -175,7 +193,9 @@ class TrainConfig(Section):
     max_length: int = Field(512, ge=16, description="longer examples are dropped whole and counted, never cut")
     bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on CPU and bf16-capable GPUs")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: once per epoch)")
-    options: dict[str, Any] = Field(default_factory=dict, description="method-specific settings")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the method's settings (see train.options.* below, per method)"
+    )
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in RUN/checkpoints (oldest removed)")
     dev_metric: Literal["auto", "loss", "accuracy"] = Field(
         "auto",
@@ -191,9 +211,31 @@ class TrainConfig(Section):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method '{v}' (known: {', '.join(METHODS)})")
+        from cotdistill.training.methods import method_names
+
+        if v not in method_names():
+            raise ValueError(f"unknown method '{v}' (known: {', '.join(method_names())})")
         return v
+
+    @model_validator(mode="after")
+    def _method_options(self) -> TrainConfig:
+        """``options`` must fit the method's options model: a typo names the key and the method's valid keys."""
+        from cotdistill.training.methods import method_spec
+
+        model = method_spec(self.method).options
+        try:
+            model.model_validate(self.options)
+        except ValidationError as e:
+            parts = []
+            for err in e.errors():
+                key = ".".join(str(x) for x in err.get("loc", ())) or "(options)"
+                if err.get("type") == "extra_forbidden":
+                    valid = ", ".join(model.model_fields) or "none"
+                    parts.append(f"options.{key}: unknown option for method '{self.method}' (valid: {valid})")
+                else:
+                    parts.append(f"options.{key}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+            raise ValueError("; ".join(parts)) from None
+        return self
 
 
 class EvalConfig(Section):
@@ -325,27 +367,37 @@ def dump_config(cfg: RunConfig) -> str:
 
 
 def config_reference() -> str:
-    """Markdown table of every config field (name, type, default, description), generated from the models."""
-    from pydantic import BaseModel
+    """Markdown table of every config field (name, type, default, description), generated from the models,
+    followed by every registered method's ``train.options``."""
+    from cotdistill.training.methods import method_names, method_spec
 
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, f in model.model_fields.items():
-            ann = f.annotation
-            item = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
-            sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            if sub is None and isinstance(item, type) and issubclass(item, BaseModel):
-                rows.append(f"| `{prefix}{name}` | list | `[]` | {f.description or ''} |")
-                walk(item, f"{prefix}{name}[].")
-                continue
-            if sub is not None:
-                walk(sub, f"{prefix}{name}.")
-                continue
-            default = "" if f.is_required() else repr(f.get_default(call_default_factory=True))
-            typ = getattr(ann, "__name__", None) if isinstance(ann, type) else None
-            typ = (typ or str(ann)).replace("typing.", "").replace("|", "\\|")
-            rows.append(f"| `{prefix}{name}` | {typ} | `{default}` | {(f.description or '').replace('|', '/')} |")
-
-    walk(RunConfig, "")
+    _reference_rows(RunConfig, "", rows)
+    for name in method_names():
+        spec = method_spec(name)
+        rows += ["", f"### `train.options` of `{name}` ({spec.summary})", ""]
+        if not spec.options.model_fields:
+            rows.append("No options.")
+            continue
+        rows += ["| option | type | default | meaning |", "|---|---|---|---|"]
+        _reference_rows(spec.options, "", rows)
     return "\n".join(rows) + "\n"
+
+
+def _reference_rows(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
+    """One markdown row per field of ``model``; nested sections and lists of sections walked with a dotted prefix."""
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        item = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if sub is None and isinstance(item, type) and issubclass(item, BaseModel):
+            rows.append(f"| `{prefix}{name}` | list | `[]` | {f.description or ''} |")
+            _reference_rows(item, f"{prefix}{name}[].", rows)
+            continue
+        if sub is not None:
+            _reference_rows(sub, f"{prefix}{name}.", rows)
+            continue
+        default = "" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        typ = getattr(ann, "__name__", None) if isinstance(ann, type) else None
+        typ = (typ or str(ann)).replace("typing.", "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name}` | {typ} | `{default}` | {(f.description or '').replace('|', '/')} |")

@@ -1,4 +1,5 @@
-"""Safe file writing: atomic replace for whole files, append-only JSONL writers that survive a kill."""
+"""File I/O of a run: atomic replace for whole files, append-only JSONL writers that survive a kill, and the
+tolerant JSONL reader for logs and caches (records that must validate go through ``records.read_jsonl``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import glob
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,13 @@ def _is_disk_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_ERRNOS
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and rename, so readers never see a half-written file."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file (fsynced) and rename, so readers never see a half-written file."""
     path = Path(path)
     fd, tmp = _mkstemp_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,6 +51,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if _is_disk_error(e):
             raise disk_error(e, path) from None
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _mkstemp_beside(path: Path) -> tuple[int, str]:
@@ -125,6 +131,10 @@ class JsonlAppender:
                 raise disk_error(e, self.path) from None
             raise
 
+    def flush(self) -> None:
+        """Push buffered lines to the file (every ``write`` already does; for callers that count lines)."""
+        self._f.flush()
+
     def _abandon_torn_line(self) -> None:
         """After a failed write: drop the buffered rest and cut the file back to its last complete line."""
         try:
@@ -176,3 +186,47 @@ def repair_torn_tail(path: Path) -> None:
                     f.truncate(end)
                 return
         f.truncate(0)
+
+
+def iter_objects(path: str | os.PathLike, skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL log or cache, streamed; a line that does not parse as an object (a torn last
+    line, say) is skipped and counted in ``skipped[0]`` when given. A missing file yields nothing."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                yield obj
+            elif skipped is not None:
+                skipped[0] += 1
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Number of lines of ``path`` (0 when absent)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def truncate_lines(path: str | os.PathLike, n: int) -> None:
+    """Keep the first ``n`` lines of ``path`` (a resumed stage drops records written after its checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        pos = 0
+        for _ in range(n):
+            line = f.readline()
+            if not line:
+                break
+            pos += len(line)
+        f.truncate(pos)

@@ -47,7 +47,7 @@ class Question(Record):
         return v
 
 
-class Path(Record):
+class ReasoningPath(Record):
     """One reasoning path (rationale + final answer) written by a teacher in a style for a question.
 
     ``checks`` is filled by later stages: ``answer_ok``, ``judge`` / ``judge_reason``, ``consensus``, ``kept`` ...
@@ -64,6 +64,15 @@ class Path(Record):
     answer: str | None = None
     checks: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def is_kept(path: ReasoningPath) -> bool:
+    """Whether the filter kept ``path`` (``checks.kept``): the one definition every stage uses.
+
+    A path the filter never saw has no ``kept`` check and is not kept; training without a filter stage marks
+    every path kept explicitly (``training.data.load_train_data``).
+    """
+    return bool(path.checks.get("kept", False))
 
 
 R = TypeVar("R", bound=BaseModel)
@@ -151,9 +160,9 @@ def read_questions(path: str | os.PathLike, allow_empty: bool = False) -> Iterat
     return read_jsonl(path, Question, allow_empty=allow_empty)
 
 
-def read_paths(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Path]:
-    """Stream :class:`Path` records from ``path``."""
-    return read_jsonl(path, Path, allow_empty=allow_empty)
+def read_paths(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[ReasoningPath]:
+    """Stream :class:`ReasoningPath` records from ``path``."""
+    return read_jsonl(path, ReasoningPath, allow_empty=allow_empty)
 
 
 def index_questions(path: str | os.PathLike) -> dict[str, int]:

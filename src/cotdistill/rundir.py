@@ -1,4 +1,5 @@
-"""The run directory layout: one place that names every file a stage reads or writes."""
+"""The run directory layout: the one place that names every file a stage reads or writes (see the README's
+"Data formats" and DESIGN.md). Stages and the report go through these names; nobody builds a run path by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths inside ``runs/<name>/`` (see DESIGN.md): every stage reads and writes through these names."""
+    """Paths inside ``runs/<name>/``."""
 
     root: Path
 
@@ -16,6 +17,11 @@ class RunDir:
     def at(cls, root: str | Path) -> RunDir:
         return cls(Path(root))
 
+    def ensure(self) -> RunDir:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # ---- data stages
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
@@ -33,21 +39,100 @@ class RunDir:
         return self.root / "filtered.jsonl"
 
     @property
+    def filter_stats(self) -> Path:
+        return self.root / "filter_stats.json"
+
+    # ---- caches
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def generate_cache(self) -> Path:
+        return self.cache / "generate.jsonl"
+
+    @property
+    def judge_cache(self) -> Path:
+        return self.cache / "judge_verdicts.jsonl"
+
+    @property
+    def embeddings_cache(self) -> Path:
+        return self.cache / "embeddings"
+
+    @property
+    def tokenizers_cache(self) -> Path:
+        return self.cache / "tokenizers"
+
+    # ---- training
+    @property
     def students(self) -> Path:
         return self.root / "students"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
 
+    def log(self, name: str) -> Path:
+        """``RUN/logs/<name>.jsonl``: train_metrics, dev, routing, routing_rates, competence, compact_weights..."""
+        return self.logs / f"{name}.jsonl"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.logs / "train_summary.json"
+
+    @property
+    def generate_failures(self) -> Path:
+        return self.logs / "generate_failures.jsonl"
+
+    # ---- evaluation, report, bench, pipeline
     @property
     def eval(self) -> Path:
         return self.root / "eval"
 
     @property
-    def cache(self) -> Path:
-        return self.root / "cache"
+    def metrics(self) -> Path:
+        return self.eval / "metrics.json"
 
-    def ensure(self) -> RunDir:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return self
+    @property
+    def outputs(self) -> Path:
+        return self.eval / "outputs.jsonl"
+
+    @property
+    def ensembles(self) -> Path:
+        return self.eval / "ensembles.jsonl"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_files(self) -> Path:
+        return self.root / "report_files"
+
+    @property
+    def bench_json(self) -> Path:
+        return self.root / "bench.json"
+
+    def bench_cell(self, variant: str, students: str, seed: int) -> RunDir:
+        """The run directory of one bench cell: ``RUN/bench/<variant>/<students>/seed<k>/``."""
+        return RunDir(self.root / "bench" / variant / students / f"seed{seed}")
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages"
+
+    def stamp(self, stage: str) -> Path:
+        """``RUN/stages/<stage>.json``: written when the stage finished (``cotdistill run`` skips current ones)."""
+        return self.stages / f"{stage}.json"
+
+    def started(self, stage: str) -> Path:
+        """``RUN/stages/<stage>.started``: the fingerprint of the stage's unfinished attempt."""
+        return self.stages / f"{stage}.started"

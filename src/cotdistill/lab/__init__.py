@@ -115,10 +115,37 @@ def solve_question(q: Question, slip: tuple[int, int] | None = None) -> Solution
 
 
 def write_lab_paths(*args: Any, **kwargs: Any) -> dict[str, int]:
-    """Run synthetic teachers over ``RUN/questions.jsonl`` and write ``RUN/paths.jsonl`` (see lab.runner)."""
+    """Synthetic teachers over ``RUN/questions.jsonl`` into ``RUN/paths.jsonl`` (:mod:`cotdistill.lab.runner`)."""
     from cotdistill.lab.runner import write_lab_paths as _write
 
     return _write(*args, **kwargs)
 
 
-__all__ = ["TASKS", "generate_questions", "solve_question", "lab_task_of", "write_lab_paths"]
+def register() -> None:
+    """The lab as a plugin: the ``synthetic`` teacher backend, the ``lab:`` question source and the ``synthetic``
+    judge, through the registries any third-party plugin uses (called by :func:`cotdistill.plugins.load_plugins`)."""
+    from cotdistill.quality.judges import register_judge
+    from cotdistill.sources import register_source
+    from cotdistill.teachers import register_backend
+
+    def backend(cfg: Any, seed: int) -> Any:
+        from cotdistill.lab.synthetic import SyntheticBackend
+
+        return SyntheticBackend(cfg, seed)
+
+    def judge(cfg: Any, run: Any) -> tuple[Any, None]:
+        from cotdistill.lab.judge import SyntheticJudge
+
+        return SyntheticJudge(), None
+
+    def source(*args: Any) -> Any:
+        from cotdistill.lab.source import lab_source
+
+        return lab_source(*args)
+
+    register_backend("synthetic", backend)
+    register_source("lab")(source)
+    register_judge("synthetic", judge)
+
+
+__all__ = ["TASKS", "generate_questions", "lab_task_of", "register", "solve_question", "write_lab_paths"]

@@ -1,16 +1,19 @@
 """A judge for paths on lab questions: re-checks every stated ``a op b = c`` and that each gold step is there.
 
 It reads the question's exact solution (``metadata.solution``), never the path's recorded faults, so it can
-judge any teacher's paths on lab questions (synthetic or a real model). The filter stage's ``synthetic``
-judge kind can call :func:`judge_lab_path` directly.
+judge any teacher's paths on lab questions (synthetic or a real model). :class:`SyntheticJudge` is the
+filter's ``synthetic`` judge kind.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
-from cotdistill.records import Question
+from cotdistill.quality.arithmetic import arithmetic_verdict
+from cotdistill.quality.judges import Verdict
+from cotdistill.records import Question, ReasoningPath
 
 # NUMBER (op NUMBER)+ = NUMBER, whole numbers; ops + - * × x / ÷ (not inside dates like 01/09/2021)
 CALC = re.compile(r"(?<![\w/.])(\d+(?:\s*[-+*×x/÷]\s*\d+)+)\s*=\s*(\d+)(?![\w/]|\.\d)")
@@ -73,3 +76,20 @@ def judge_lab_path(q: Question, text: str, require_steps: bool = True) -> tuple[
             if key not in seen:
                 return False, f"missing step: {s['text']} ({s['a']} {s['op']} {s['b']} = {s['result']})"
     return True, ""
+
+
+class SyntheticJudge:
+    """``filter.judge.kind: synthetic``: the arithmetic judge, plus, on lab questions, :func:`judge_lab_path`
+    (every gold step stated; it reads the question's exact solution, never a path's recorded faults)."""
+
+    name = "synthetic"
+
+    def judge(self, items: Sequence[tuple[Question, ReasoningPath]]) -> list[Verdict]:
+        out = []
+        for q, p in items:
+            ok, reason = arithmetic_verdict(p.text)
+            if ok and q.metadata.get("solution"):
+                ok, lab_reason = judge_lab_path(q, p.text)
+                reason = lab_reason or reason
+            out.append(Verdict("valid" if ok else "invalid", reason))
+        return out

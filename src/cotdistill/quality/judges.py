@@ -1,4 +1,5 @@
-"""Judges of a reasoning path's soundness: ``arithmetic`` (local), ``llm`` (any teacher backend), ``none``.
+"""Judges of a reasoning path's soundness, by ``filter.judge.kind``: ``arithmetic`` (local), ``llm`` (any teacher
+backend), ``none``, and whatever a plugin registers (the lab's ``synthetic``) through :func:`register_judge`.
 
 A judge turns a batch of (question, path) pairs into :class:`Verdict` s. The LLM judge follows QR-Distill's
 strict protocol: the reply must be ``VALID`` or ``INVALID - <one-sentence reason>`` (temperature 0); replies are
@@ -9,18 +10,22 @@ as ``unparseable`` and handled by the configured policy. Verdicts are cached so 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from cotdistill.io import JsonlAppender
+from cotdistill.errors import ConfigError
+from cotdistill.io import JsonlAppender, iter_objects, repair_torn_tail
 from cotdistill.quality.arithmetic import arithmetic_verdict
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath
 from cotdistill.tasks import get_family
 from cotdistill.teachers.base import Completion, GenRequest, TeacherBackend
+
+if TYPE_CHECKING:
+    from cotdistill.config import RunConfig
+    from cotdistill.rundir import RunDir
 
 VerdictKind = Literal["valid", "invalid", "unparseable"]
 
@@ -38,7 +43,7 @@ class Judge(Protocol):
 
     name: str
 
-    def judge(self, items: Sequence[tuple[Question, Path]]) -> list[Verdict]: ...
+    def judge(self, items: Sequence[tuple[Question, ReasoningPath]]) -> list[Verdict]: ...
 
 
 class ArithmeticJudge:
@@ -46,37 +51,10 @@ class ArithmeticJudge:
 
     name = "arithmetic"
 
-    def judge(self, items: Sequence[tuple[Question, Path]]) -> list[Verdict]:
+    def judge(self, items: Sequence[tuple[Question, ReasoningPath]]) -> list[Verdict]:
         out = []
         for _, p in items:
             ok, reason = arithmetic_verdict(p.text)
-            out.append(Verdict("valid" if ok else "invalid", reason))
-        return out
-
-
-class SyntheticJudge:
-    """For lab questions: the arithmetic judge, plus the lab's solution-based judge when the lab is installed.
-
-    The lab judge (``cotdistill.lab.judge.judge_lab_path``) also checks that every gold step is stated; it reads
-    the question's exact solution, never a path's recorded faults.
-    """
-
-    name = "synthetic"
-
-    def __init__(self) -> None:
-        try:
-            from cotdistill.lab.judge import judge_lab_path
-        except ImportError:
-            judge_lab_path = None
-        self._lab = judge_lab_path
-
-    def judge(self, items: Sequence[tuple[Question, Path]]) -> list[Verdict]:
-        out = []
-        for q, p in items:
-            ok, reason = arithmetic_verdict(p.text)
-            if ok and self._lab is not None and q.metadata.get("solution"):
-                ok, lab_reason = self._lab(q, p.text)
-                reason = lab_reason or reason
             out.append(Verdict("valid" if ok else "invalid", reason))
         return out
 
@@ -151,7 +129,7 @@ def parse_judge_reply(reply: str | None) -> Verdict:
     return Verdict("unparseable", f"unparseable judge reply: {snippet!r}")
 
 
-def judge_messages(q: Question, p: Path) -> list[dict[str, str]]:
+def judge_messages(q: Question, p: ReasoningPath) -> list[dict[str, str]]:
     """The chat conversation that asks for a verdict on path ``p`` (question rendered by its task family)."""
     question = get_family(q.task).render_question(q)
     return [
@@ -166,21 +144,14 @@ class VerdictCache:
     def __init__(self, path: str | FsPath):
         self.path = FsPath(path)
         self._mem: dict[str, Verdict] = {}
-        if self.path.exists():
-            from cotdistill.io import repair_torn_tail
-
-            repair_torn_tail(self.path)
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        r = json.loads(line)
-                        self._mem[r["key"]] = Verdict(r["verdict"], r.get("reason", ""))
-                    except (json.JSONDecodeError, KeyError):
-                        continue
+        repair_torn_tail(self.path)
+        for r in iter_objects(self.path):
+            if isinstance(r.get("key"), str) and r.get("verdict") in ("valid", "invalid", "unparseable"):
+                self._mem[r["key"]] = Verdict(r["verdict"], str(r.get("reason", "")))
         self._out: JsonlAppender | None = None
 
     @staticmethod
-    def key(identity: str, q: Question, p: Path) -> str:
+    def key(identity: str, q: Question, p: ReasoningPath) -> str:
         h = hashlib.blake2b(digest_size=16)
         for part in (identity, q.question, str(q.choices), p.text):
             h.update(part.encode("utf-8"))
@@ -213,7 +184,7 @@ class LLMJudge:
     def __init__(self, backend: TeacherBackend, identity: str, cache: VerdictCache | None = None, seed: int = 0):
         self.backend, self.identity, self.cache, self.seed = backend, identity, cache, seed
 
-    def judge(self, items: Sequence[tuple[Question, Path]]) -> list[Verdict]:
+    def judge(self, items: Sequence[tuple[Question, ReasoningPath]]) -> list[Verdict]:
         out: list[Verdict | None] = [None] * len(items)
         requests: list[GenRequest] = []
         where: dict[str, tuple[int, str]] = {}
@@ -250,10 +221,69 @@ def judge_identity(model: str, backend: str, base_url: str | None) -> str:
     return f"llm|{backend}|{model}|{base_url or ''}|{proto}"
 
 
+# ---- the registry ----------------------------------------------------------------------------------------------
+
+# kind -> factory(cfg, run) -> (judge, close or None); "none" means no judge
+JudgeFactory = Callable[["RunConfig", "RunDir"], tuple[Judge, Callable[[], None] | None]]
+_JUDGES: dict[str, JudgeFactory] = {}
+
+
+def register_judge(kind: str, factory: JudgeFactory) -> None:
+    """Make ``filter.judge.kind: KIND`` build a judge with ``factory(cfg, run)``."""
+    _JUDGES[kind] = factory
+
+
+def judge_kinds() -> list[str]:
+    """Every judge kind the config accepts (``none`` included)."""
+    from cotdistill.plugins import load_plugins
+
+    load_plugins()
+    return ["none", *_JUDGES]
+
+
+def build_judge(cfg: RunConfig, run: RunDir) -> tuple[Judge | None, Callable[[], None] | None]:
+    """The configured judge and what closes it afterwards; ``(None, None)`` for ``kind: none``."""
+    kind = cfg.filter.judge.kind
+    if kind == "none":
+        return None, None
+    if kind not in judge_kinds():
+        raise ConfigError(f"filter.judge.kind: unknown judge '{kind}' (known: {', '.join(judge_kinds())})")
+    return _JUDGES[kind](cfg, run)
+
+
+def _arithmetic(cfg: RunConfig, run: RunDir) -> tuple[Judge, None]:
+    return ArithmeticJudge(), None
+
+
+def _llm(cfg: RunConfig, run: RunDir) -> tuple[Judge, Callable[[], None]]:
+    """A configured teacher's backend at temperature 0, its verdicts cached in ``RUN/cache/judge_verdicts.jsonl``."""
+    from cotdistill.teachers import build_backend
+
+    j = cfg.filter.judge
+    teacher = next((t for t in cfg.teachers if t.name == j.teacher), None)
+    if teacher is None:
+        raise ConfigError(f"filter.judge.teacher '{j.teacher}' is not one of the configured teachers")
+    tcfg = teacher.model_copy(update={"temperature": 0.0, "top_p": 1.0})
+    backend = build_backend(tcfg, cfg.seed)
+    cache = VerdictCache(run.judge_cache)
+    ident = judge_identity(tcfg.model, tcfg.backend, tcfg.base_url)
+
+    def close() -> None:
+        cache.close()
+        backend.close()
+
+    return LLMJudge(backend, ident, cache, seed=cfg.seed), close
+
+
+register_judge("arithmetic", _arithmetic)
+register_judge("llm", _llm)
+
 __all__ = [
     "ArithmeticJudge",
     "Judge",
-    "SyntheticJudge",
+    "build_judge",
+    "judge_kinds",
+    "register_judge",
     "LLMJudge",
     "Verdict",
     "VerdictCache",

@@ -18,7 +18,7 @@ _SOURCES: dict[str, SourceFn] = {}
 
 
 def register_source(prefix: str) -> Callable[[SourceFn], SourceFn]:
-    """Register a question source under ``prefix:`` (used by the lab and by plugins)."""
+    """Register a question source under ``prefix:`` (the built-ins, the lab and other plugins)."""
 
     def deco(fn: SourceFn) -> SourceFn:
         _SOURCES[prefix] = fn
@@ -36,12 +36,10 @@ def load_source(
     options: dict[str, Any] | None = None,
 ) -> Iterator[Question]:
     """Questions from ``spec`` with ``counts`` per split (``{"train": 300, "dev": 50, "test": 100}``)."""
+    from cotdistill.plugins import load_plugins
     from cotdistill.sources import files, reasoning_gym  # noqa: F401  (registration)
 
-    try:
-        from cotdistill.sources import lab  # noqa: F401
-    except ImportError:
-        pass
+    load_plugins()
     prefix, _, rest = spec.partition(":")
     if prefix not in _SOURCES:
         if Path(spec).suffix.lower() in files.SUFFIXES:

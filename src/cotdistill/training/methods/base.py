@@ -1,9 +1,10 @@
 """The contract between the shared training loop and a method.
 
 A method turns a batch into named losses and log records; it never owns a loop. The loop (``training/loop.py``)
-builds the students, tokenises every example once per student, batches, runs ``Method.compute``, sums
-``losses["total"]``, backpropagates once, clips, steps the optimizers and schedulers, logs every loss component,
-checkpoints (models, optimizers, schedulers, RNG, data order, ``Method.state_dict``) and resumes.
+builds the students, tokenises every example once per student, batches, runs ``Method.compute``, backpropagates
+``losses["total"]`` once, clips, steps the optimizer and scheduler, logs every loss component, checkpoints
+(models, optimizer, scheduler, RNG, data order, ``Method.state_dict``) and resumes. A method's options are its
+registered :class:`~cotdistill.training.methods.registry.MethodOptions` model, validated when the config loads.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 from cotdistill.config import RunConfig
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath
 from cotdistill.rundir import RunDir
+from cotdistill.students.encoding import StudentInputs
 
 
 @dataclass
@@ -28,17 +30,8 @@ class Example:
     question: Question
     prompt: str
     target: str
-    path: Path | None = None  # the teacher path behind ``target`` (None for e.g. step-by-step's answer task)
+    path: ReasoningPath | None = None  # the teacher path behind ``target`` (None for e.g. step-by-step's answer task)
     kind: str = "rationale"  # free label a method may use ("rationale", "answer", ...)
-
-
-@dataclass
-class StudentInputs:
-    """One student's tokenisation of a batch, examples in the batch's order (dynamic padding, right-padded)."""
-
-    input_ids: torch.Tensor  # [B, T]
-    attention_mask: torch.Tensor  # [B, T]
-    labels: torch.Tensor  # [B, T], -100 on prompt and padding; loss on response tokens (EOS included)
 
 
 @dataclass
@@ -102,13 +95,20 @@ class Method(ABC):
     max_students: ClassVar[int | None] = None
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
+        from cotdistill.training.methods.registry import method_spec
+
         self.cfg = cfg
         self.students = students
         self.run = run
-        self.options: dict[str, Any] = dict(cfg.train.options)
+        self.opts: Any = method_spec(self.name).options.model_validate(dict(cfg.train.options))
+
+    @property
+    def module_lr(self) -> float:
+        """Learning rate of :meth:`modules` (the method's ``module_lr`` option where it has modules)."""
+        return float(getattr(self.opts, "module_lr", 1e-4))
 
     @abstractmethod
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
         """Choose and build training examples from the filtered paths (``paths`` yields every path with checks)."""
 
     @abstractmethod
@@ -130,12 +130,3 @@ class Method(ABC):
     def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
         """Hook after each epoch; may return log records like ``Computed.records``."""
         return {}
-
-
-METHOD_REGISTRY: dict[str, type[Method]] = {}
-
-
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available to ``cotdistill train --method NAME``."""
-    METHOD_REGISTRY[cls.name] = cls
-    return cls

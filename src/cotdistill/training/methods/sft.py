@@ -7,30 +7,17 @@ and ``total`` sums the students' losses (each student has its own parameters, so
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 
-from cotdistill.errors import ConfigError
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath, is_kept
 from cotdistill.tasks import get_family
-from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo, register_method
+from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo
 
 
-def kept(path: Path) -> bool:
-    """Whether the filter kept ``path`` (``checks.kept``; the loop marks every path kept when no filter ran)."""
-    return bool(path.checks.get("kept", False))
-
-
-def path_example(q: Question, path: Path, prefix: str = "") -> Example:
+def path_example(q: Question, path: ReasoningPath, prefix: str = "") -> Example:
     """The standard example: the question's student prompt, the path text as target."""
     return Example(question=q, prompt=prefix + get_family(q.task).student_prompt(q), target=path.text, path=path)
-
-
-def _check_options(options: dict[str, Any], known: set[str], method: str) -> None:
-    bad = sorted(set(options) - known - {"module_lr"})
-    if bad:
-        raise ConfigError(f"train.options: unknown option(s) {', '.join(bad)} for {method} (known: {sorted(known)})")
 
 
 class _SFT(Method):
@@ -47,36 +34,31 @@ class _SFT(Method):
         return Computed(losses=losses)
 
 
-@register_method
 class SFTMulti(_SFT):
     """All kept paths of all teachers and styles, uniform: the multi-path / multi-teacher union."""
 
     name = "sft-multi"
 
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
-        _check_options(self.options, set(), self.name)
-        return [path_example(questions[p.question_id], p) for p in paths if kept(p) and p.question_id in questions]
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
+        return [path_example(questions[p.question_id], p) for p in paths if is_kept(p) and p.question_id in questions]
 
 
-@register_method
 class SFTSingle(_SFT):
     """One path per question: the first kept path of ``options.teacher`` / ``options.style`` (either optional)."""
 
     name = "sft-single"
 
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
-        _check_options(self.options, {"teacher", "style"}, self.name)
-        teacher, style = self.options.get("teacher"), self.options.get("style")
-        chosen: dict[str, Path] = {}
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
+        teacher, style = self.opts.teacher, self.opts.style
+        chosen: dict[str, ReasoningPath] = {}
         for p in paths:
-            if p.question_id not in questions or p.question_id in chosen or not kept(p):
+            if p.question_id not in questions or p.question_id in chosen or not is_kept(p):
                 continue
             if (teacher is None or p.teacher == teacher) and (style is None or p.style == style):
                 chosen[p.question_id] = p
         return [path_example(questions[qid], p) for qid, p in chosen.items()]
 
 
-@register_method
 class StepByStep(Method):
     """Distilling step-by-step: per path a rationale example and an answer example, with task prefixes.
 
@@ -87,13 +69,11 @@ class StepByStep(Method):
 
     name = "step-by-step"
 
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
-        _check_options(self.options, {"alpha", "rationale_prefix", "answer_prefix"}, self.name)
-        rp = str(self.options.get("rationale_prefix", ""))
-        ap = str(self.options.get("answer_prefix", "[answer] "))
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
+        rp, ap = self.opts.rationale_prefix, self.opts.answer_prefix
         out: list[Example] = []
         for p in paths:
-            if not kept(p) or p.question_id not in questions:
+            if not is_kept(p) or p.question_id not in questions:
                 continue
             q = questions[p.question_id]
             fam = get_family(q.task)
@@ -102,7 +82,7 @@ class StepByStep(Method):
         return out
 
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
-        alpha = float(self.options.get("alpha", 1.0))
+        alpha = self.opts.alpha
         is_ans = torch.tensor([e.kind == "answer" for e in batch.examples])
         losses: dict[str, torch.Tensor] = {}
         total = None

@@ -13,45 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
 
-from cotdistill.config import Section, format_validation_error
-from cotdistill.errors import ConfigError
 from cotdistill.records import Question
 from cotdistill.tasks import get_family
 from cotdistill.tasks.base import marker_spans, strip_thinking
 from cotdistill.tasks.math import NUMBER
+from cotdistill.training.methods.compact.options import CompactOptions
 
 _EPS = 1e-8
-
-
-class CompactOptions(Section):
-    """COMPACT's coefficients and switches, read from ``train.options`` (every key documented in the README)."""
-
-    lambda_c: float = Field(1.0, ge=0, description="weight of the consensus z-score z(C) in the fused score")
-    lambda_a: float = Field(1.0, ge=0, description="weight of the adaptability z-score z(A) in the fused score")
-    lambda_d: float = Field(1.0, ge=0, description="weight of the difficulty z-score z(D*) (subtracted)")
-    tau: float = Field(1.0, gt=0, description="softmax temperature over a question's teachers")
-    c_min: float = Field(0.2, ge=0, le=1, description="teachers whose consensus C is below this get weight 0")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with uniform weights (warm-up)")
-    ema_mu: float = Field(0.9, ge=0, lt=1, description="decay of the per-teacher difficulty EMA")
-    a_clip: float = Field(5.0, gt=0, description="adaptability A is clipped to [-a_clip, a_clip]")
-    use_c: bool = Field(True, description="false: ablation without consensus (no z(C) term, no c_min cut)")
-    use_a: bool = Field(True, description="false: ablation without adaptability (and no extra no-grad pass)")
-    use_d: bool = Field(True, description="false: ablation without difficulty")
-    unfiltered: bool = Field(False, description="true: train on every path, also those the filter rejected")
-    module_lr: float | None = Field(None, description="(loop-wide option, unused by compact: no trainable modules)")
-    answer_prefix: str = Field(
-        "The answer is ", description="text between prompt and gold answer in the no-grad pass for log p(y*|x)"
-    )
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> CompactOptions:
-        """Validate ``train.options`` (unknown keys are errors, so a typo never silently does nothing)."""
-        try:
-            return cls.model_validate(dict(options))
-        except ValidationError as e:
-            raise ConfigError(format_validation_error(e, "train.options (compact)")) from None
 
 
 def zscore(values: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:

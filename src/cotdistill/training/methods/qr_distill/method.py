@@ -7,22 +7,21 @@ needs every student's loss on every path to learn, the student needs gradients o
 
     L = sum_s [sum_j g_js CE_s(r_j) / max(1, sum_j g_js)] - lambda1 H(gbar) + lambda2 L_mutual + c L_competence
 
-Options (``train.options``; ablations are switches): see :class:`QROptions`.
+Options (``train.options``; ablations are switches): :class:`~cotdistill.training.methods.qr_distill.options.QROptions`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath, is_kept
 from cotdistill.rundir import RunDir
 from cotdistill.tasks import get_family
 from cotdistill.training.methods.base import (
@@ -33,9 +32,8 @@ from cotdistill.training.methods.base import (
     StepInfo,
     StudentHandle,
     StudentInputs,
-    register_method,
 )
-from cotdistill.training.peer import (
+from cotdistill.training.methods.qr_distill.peer import (
     PeerSpace,
     check_shared_tokenizer,
     competence_loss,
@@ -44,35 +42,8 @@ from cotdistill.training.peer import (
     mutual_hidden_loss,
     mutual_logits_loss,
 )
-from cotdistill.training.router import Gates, Router, all_open, gate_entropy, gated_student_loss
-from cotdistill.training.router import sample_gates as _sample_gates
-
-
-class QROptions(BaseModel):
-    """QR-Distill's settings in ``train.options`` (other keys there belong to the loop and are left alone)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    filter: bool = Field(True, description="train on kept paths only; false = ablation 'w/o QF' (all paths)")
-    routing: bool = Field(True, description="learned routing; false = ablation 'w/o Route' (every path, every student)")
-    peer: bool = Field(True, description="cooperative peer teaching; false = ablation 'w/o Collab' (lambda2 = 0)")
-    peer_mode: Literal["hidden", "logits"] = Field(
-        "hidden", description="hidden: pooled states in a shared space; logits: token KL (shared tokenizer only)"
-    )
-    lambda1: float = Field(0.01, ge=0, description="weight of the (maximised) routing entropy H(gbar)")
-    lambda2: float = Field(0.1, ge=0, description="weight of the peer loss L_mutual")
-    tau: float = Field(1.0, gt=0, description="Gumbel-sigmoid temperature of the gates")
-    fallback: bool = Field(True, description="a path no gate opened for goes to its top-logit student")
-    competence_weight: float = Field(1.0, ge=0, description="weight of the competence regressors' auxiliary CE")
-    competence_temperature: float = Field(1.0, gt=0, description="T in the target softmax_s(-CE_s / T)")
-    shared_dim: int = Field(128, ge=1, description="dimension of the shared space of the fixed projections")
-    encoder: str = Field("minilm", description="router encoder: 'minilm' (offline) or a sentence-transformers dir")
-    log_routing: bool = Field(True, description="write every routing decision to logs/routing.jsonl")
-    closed_loss: Literal["forward", "cached"] = Field(
-        "forward",
-        description="the router's view of a student's loss on a path it did not take: 'forward' (exact, a no-grad "
-        "forward) or 'cached' (the student's last loss on that path, else its batch mean: no extra forward)",
-    )
+from cotdistill.training.methods.qr_distill.router import Gates, Router, all_open, gate_entropy, gated_student_loss
+from cotdistill.training.methods.qr_distill.router import sample_gates as _sample_gates
 
 
 def _slice(inputs: StudentInputs, idx: torch.Tensor) -> StudentInputs:
@@ -88,7 +59,6 @@ def _hidden_size(model: nn.Module) -> int:
     return int(text_cfg.hidden_size)
 
 
-@register_method
 class QRDistill(Method):
     """Quality-filtered routing with cooperative distillation, for S >= 2 students of any architecture."""
 
@@ -98,11 +68,6 @@ class QRDistill(Method):
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         super().__init__(cfg, students, run)
-        try:
-            self.opts = QROptions.model_validate(self.options)
-        except ValidationError as e:
-            bad = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-            raise ConfigError(f"train.options (qr-distill): {bad}") from None
         if len(students) < 2:
             raise ConfigError(f"qr-distill trains S >= 2 students jointly; the config has {len(students)}")
         self.names = [s.name for s in students]
@@ -142,14 +107,14 @@ class QRDistill(Method):
             for i, e in enumerate(examples)
         }
 
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
         """Every kept path of a known question (every path with ``filter: false``), embedded once for the router."""
         out: list[Example] = []
         for p in paths:
             q = questions.get(p.question_id)
             if q is None:
                 continue
-            if self.opts.filter and not p.checks.get("kept", True):
+            if self.opts.filter and not is_kept(p):
                 continue
             out.append(Example(question=q, prompt=get_family(q.task).student_prompt(q), target=p.text, path=p))
         if self.opts.routing:

@@ -1,29 +1,12 @@
-"""Stage entry points shared by the CLI and ``cotdistill run``: each reads and writes run-directory files."""
+"""How a stage command finds its run directory and config (shared by the CLI's commands and ``cotdistill run``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cotdistill.config import RunConfig
-from cotdistill.io import atomic_write_jsonl
+from cotdistill.config import RunConfig, dump_config, load_config
+from cotdistill.io import atomic_write_text
 from cotdistill.rundir import RunDir
-from cotdistill.sources import load_source
-
-
-def write_questions(cfg: RunConfig, out_dir: str | Path | None = None) -> dict[str, int]:
-    """Write the configured questions (all splits) atomically to ``questions.jsonl``; returns counts per split."""
-    run = RunDir.at(out_dir or cfg.resolved_run_dir()).ensure()
-    qc = cfg.questions
-    counts = {"train": qc.train, "dev": qc.dev, "test": qc.test}
-    made: dict[str, int] = {}
-
-    def counted():
-        for q in load_source(qc.source, counts, cfg.seed, qc.task, qc.fields, qc.options):
-            made[q.split] = made.get(q.split, 0) + 1
-            yield q
-
-    atomic_write_jsonl(run.questions, counted())
-    return made
 
 
 def resolve_run(
@@ -39,9 +22,6 @@ def resolve_run(
     With ``lock`` (the command's name), the run directory's lock is taken before anything is written
     (see lock.py): a second process on the same run refuses instead of interleaving writes.
     """
-    from cotdistill.config import dump_config, load_config
-    from cotdistill.io import atomic_write_text
-
     if config is None and run_dir is not None and RunDir.at(run_dir).config.exists():
         config = RunDir.at(run_dir).config
     cfg = load_config(config, overrides)

@@ -35,37 +35,37 @@ class Stage:
 
 
 def _questions(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.stages import write_questions
+    from cotdistill.stages.questions import write_questions
 
-    return write_questions(cfg, run.root)
+    return write_questions(run, cfg)
 
 
 def _generate(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.generation import run_generate
+    from cotdistill.stages.generate import run_generate
 
     summary = run_generate(run, cfg)
     if summary.failed:
         raise CotdistillError(
-            f"generate: {summary.failed} request(s) failed after retries (see {run.logs}/generate_failures.jsonl); "
+            f"generate: {summary.failed} request(s) failed after retries (see {run.generate_failures}); "
             "the finished paths are kept, run again to retry the rest"
         )
     return summary
 
 
 def _filter(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.filtering import filter_run
+    from cotdistill.stages.filter import filter_run
 
     return filter_run(run, cfg)
 
 
 def _train(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.training.loop import train
+    from cotdistill.stages.train import train
 
-    return train(run.root, cfg)
+    return train(run, cfg)
 
 
 def _eval(run: RunDir, cfg: RunConfig) -> Any:
-    from cotdistill.evaluation import evaluate_run
+    from cotdistill.stages.eval import evaluate_run
 
     return evaluate_run(run, cfg)
 
@@ -73,7 +73,7 @@ def _eval(run: RunDir, cfg: RunConfig) -> Any:
 def _report(run: RunDir, cfg: RunConfig) -> Any:
     from cotdistill.report import write_report
 
-    return write_report(run.root)
+    return write_report(run)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -94,6 +94,11 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
+def stage(name: str) -> Stage:
+    """The pipeline stage called ``name``."""
+    return next(s for s in STAGES if s.name == name)
+
+
 def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
     """Hash of what the stage reads: its config sections and its upstream stages' fingerprints."""
     data = cfg.model_dump(mode="json")
@@ -101,13 +106,9 @@ def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stamp_path(run: RunDir, stage: str):
-    return run.root / "stages" / f"{stage}.json"
-
-
-def read_stamp(run: RunDir, stage: str) -> dict[str, Any] | None:
+def read_stamp(run: RunDir, name: str) -> dict[str, Any] | None:
     """The stage's completion stamp, or None when it never finished (or the stamp is unreadable)."""
-    p = stamp_path(run, stage)
+    p = run.stamp(name)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -137,7 +138,7 @@ def plan(run: RunDir, cfg: RunConfig, force: tuple[str, ...] = ()) -> list[tuple
 
 def _begin(run: RunDir, st: Stage, fp: str, forced: bool, log: Callable[[str], None]) -> None:
     """Mark the stage started; outputs of an attempt with other inputs (or of a forced stage) are cleared."""
-    started = run.root / "stages" / f"{st.name}.started"
+    started = run.started(st.name)
     previous = started.read_text(encoding="utf-8").strip() if started.exists() else None
     done = read_stamp(run, st.name)
     changed = (previous is not None and previous != fp) or (done is not None and done.get("fingerprint") != fp)
@@ -148,10 +149,10 @@ def _begin(run: RunDir, st: Stage, fp: str, forced: bool, log: Callable[[str], N
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        log(f"[{st.name}] {'forced' if forced else 'inputs changed'}: earlier outputs cleared, running")
+        log(f"{st.name}: {'forced' if forced else 'inputs changed'}: earlier outputs cleared, running")
     else:
-        log(f"[{st.name}] running")
-    stamp_path(run, st.name).unlink(missing_ok=True)
+        log(f"{st.name}: running")
+    run.stamp(st.name).unlink(missing_ok=True)
     started.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(started, fp)
 
@@ -170,7 +171,7 @@ def run_pipeline(
     done: dict[str, str] = {}
     for st, fp, current in plan(run, cfg, force):
         if current:
-            log(f"[{st.name}] up to date, skipped")
+            log(f"{st.name}: up to date, skipped")
             done[st.name] = "skipped"
         else:
             _begin(run, st, fp, st.name in force, log)
@@ -178,10 +179,8 @@ def run_pipeline(
             st.run(run, cfg)
             secs = time.perf_counter() - t0
             stamp = {"stage": st.name, "fingerprint": fp, "seconds": round(secs, 2), "finished": time.time()}
-            p = stamp_path(run, st.name)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(p, json.dumps(stamp, indent=2))
-            log(f"[{st.name}] done in {secs:.1f}s")
+            atomic_write_text(run.stamp(st.name), json.dumps(stamp, indent=2))
+            log(f"{st.name}: done in {secs:.1f}s")
             done[st.name] = "ran"
         if st.name == until:
             break

@@ -1,4 +1,4 @@
-"""The built-in reasoning lab as a question source: ``lab:arith,date,compare`` (see :mod:`cotdistill.lab`)."""
+"""The built-in reasoning lab as a question source: ``lab:arith,date,compare`` (registered by ``lab.register``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from typing import Any
 
 from cotdistill.errors import CotdistillError
 from cotdistill.records import Question
-from cotdistill.sources import register_source
 
 
-@register_source("lab")
 def lab_source(
     rest: str,
     counts: dict[str, int],

@@ -20,12 +20,19 @@ from typing import Any
 
 import torch
 
-from cotdistill.records import Path, Question
+from cotdistill.records import Question, ReasoningPath, is_kept
+from cotdistill.students.encoding import collate_rows, pad_id, prompt_ids
 from cotdistill.tasks import get_family
 from cotdistill.tasks.base import marker_spans
-from cotdistill.training.collate import render_prompt
-from cotdistill.training.compact_weights import (
-    CompactOptions,
+from cotdistill.training.methods.base import (
+    Batch,
+    Computed,
+    Example,
+    Method,
+    StepInfo,
+    StudentHandle,
+)
+from cotdistill.training.methods.compact.weights import (
     DifficultyEMA,
     adaptability,
     answer_char_span,
@@ -35,17 +42,6 @@ from cotdistill.training.compact_weights import (
     span_mean_logprob,
     weight_entropy,
 )
-from cotdistill.training.methods.base import (
-    Batch,
-    Computed,
-    Example,
-    Method,
-    StepInfo,
-    StudentHandle,
-    StudentInputs,
-    register_method,
-)
-from cotdistill.training.methods.sft import kept
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -57,7 +53,7 @@ def _nanmean(xs: list[float]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def consensus_of(path: Path | None) -> float:
+def consensus_of(path: ReasoningPath | None) -> float:
     """A path's consensus ``C`` from the filter stage; NaN (neutral: z = 0, never cut) when it has none."""
     if path is None:
         return math.nan
@@ -72,10 +68,7 @@ def encode_scored(
     tokenizer: Any, prompt: str, target: str, score_span: tuple[int, int], max_length: int
 ) -> tuple[list[int], list[int], tuple[int, int] | None]:
     """Token ids of rendered ``prompt`` + ``target``, labels on the target, the token span of ``target[score_span]``."""
-    p_ids = list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if getattr(tokenizer, "add_bos_token", False) and bos is not None and (not p_ids or p_ids[0] != bos):
-        p_ids = [bos, *p_ids]
+    p_ids = prompt_ids(tokenizer, prompt)
     enc = tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
     span = char_to_token_span(enc["offset_mapping"], score_span)
     ids = list(p_ids) + list(enc["input_ids"])
@@ -92,20 +85,6 @@ def encode_scored(
     return ids, labels, ((s, e) if s >= 0 else None)
 
 
-def pad_inputs(rows: list[tuple[list[int], list[int]]], pad_id: int) -> StudentInputs:
-    """Right-padded tensors of (ids, labels) rows."""
-    t = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), t), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), t), dtype=torch.long)
-    for i, (ids, lab) in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        labels[i, : len(lab)] = torch.tensor(lab)
-        mask[i, : len(ids)] = 1
-    return StudentInputs(input_ids=input_ids, attention_mask=mask, labels=labels)
-
-
-@register_method
 class CompactMethod(Method):
     """COMPACT: compatibility-aware weights over a question's teachers (one student, K >= 1 teachers)."""
 
@@ -116,21 +95,20 @@ class CompactMethod(Method):
 
     def __init__(self, cfg, students: list[StudentHandle], run) -> None:
         super().__init__(cfg, students, run)
-        self.opts = CompactOptions.from_options(self.options)
         self.ema = DifficultyEMA(self.opts.ema_mu)
         # (student, path id) -> (answer token start, end, answer-to-end token ids) in the target's own tokenisation
         self._spans: dict[tuple[str, str], tuple[int, int, list[int]] | None] = {}
         self._char_spans: dict[tuple[str, str], tuple[int, int] | None] = {}
 
     # -- data -----------------------------------------------------------------------------------------------
-    def examples(self, questions: dict[str, Question], paths: Iterable[Path]) -> list[Example]:
+    def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
         """Every kept path of a training question (all paths with ``unfiltered: true``), question-major."""
         by_q: dict[str, list[Example]] = defaultdict(list)
         for p in paths:
             q = questions.get(p.question_id)
             if q is None or q.split != "train":
                 continue
-            if not self.opts.unfiltered and not kept(p):
+            if not self.opts.unfiltered and not is_kept(p):
                 continue
             prompt = get_family(q.task).student_prompt(q)
             by_q[q.id].append(Example(question=q, prompt=prompt, target=p.text, path=p))
@@ -229,11 +207,8 @@ class CompactMethod(Method):
         student: StudentHandle, rows: list[tuple[list[int], list[int]]], spans: list[tuple[int, int]]
     ) -> list[float]:
         """Mean log-probability of each row's span, in one padded no-grad eval-mode forward."""
-        pad = student.tokenizer.pad_token_id
-        pad = pad if pad is not None else (student.tokenizer.eos_token_id or 0)
-        inputs = pad_inputs(rows, pad)
         device = next(student.model.parameters()).device
-        inputs = StudentInputs(*(x.to(device) for x in (inputs.input_ids, inputs.attention_mask, inputs.labels)))
+        inputs = collate_rows(rows, pad_id(student.tokenizer)).to(device)
         was_training = student.model.training
         student.model.eval()  # a measurement: no dropout noise, and the RNG stream stays that of plain SFT
         try:

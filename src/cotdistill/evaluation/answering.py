@@ -1,0 +1,64 @@
+"""A student answers questions: its prompt rendered as in training, greedy decoding through the one generator,
+the answer extracted strictly from the generated text. The dev check and ``cotdistill eval`` both call
+:func:`answer_questions`, so the checkpoint chosen on dev is measured exactly as it is reported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cotdistill.records import Question
+from cotdistill.students.generate import Generation, generate
+from cotdistill.students.prompt import render_prompt
+from cotdistill.tasks import get_family
+
+
+@dataclass
+class Answered:
+    """One question answered: the generation, the strictly extracted answer and whether it is right.
+
+    ``truncated``: no EOS within the token budget and no answer could be extracted.
+    """
+
+    question: Question
+    generation: Generation
+    answer: str | None
+    correct: bool
+
+    @property
+    def truncated(self) -> bool:
+        return (not self.generation.hit_eos) and self.answer is None
+
+
+def student_prompt(tokenizer: Any, q: Question) -> str:
+    """The rendered text a student answers ``q`` from: the family's student prompt in the student's template."""
+    return render_prompt(tokenizer, get_family(q.task).student_prompt(q))
+
+
+def answer_questions(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Question],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    bf16: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Answered]:
+    """Greedy answers of ``model`` to ``questions``, in order; ``on_batch(k)`` after every batch of ``k``."""
+    prompts = [student_prompt(tokenizer, q) for q in questions]
+    gens = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        bf16=bf16,
+        on_batch=None if on_batch is None else (lambda idx, _: on_batch(len(idx))),
+    )
+    out = []
+    for q, g in zip(questions, gens, strict=True):
+        fam = get_family(q.task)
+        ans = fam.extract(g.text, q)
+        out.append(Answered(q, g, ans, bool(fam.equivalent(ans, q.gold))))
+    return out

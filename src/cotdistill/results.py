@@ -1,0 +1,53 @@
+"""Typed result files shared by the stage that writes them and the report that reads them, so both sides agree
+on every key: ``bench.json`` (methods x students x seeds)."""
+
+from __future__ import annotations
+
+import statistics
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BenchRow(BaseModel):
+    """One row of the bench: a method (variant) on one student, one accuracy per seed, in a table ``group``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    method: str
+    student: str
+    accuracies: list[float] = Field(default_factory=list, description="fractions in [0, 1], one per seed")
+    group: str = Field("main", description="the report renders one table per group (main, ablations...)")
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracies) if self.accuracies else float("nan")
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+
+
+class BenchResult(BaseModel):
+    """``RUN/bench.json``: the seeds, the rows and how long the bench took."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seeds: list[int] = Field(default_factory=list)
+    seconds: float = 0.0
+    rows: list[BenchRow] = Field(default_factory=list)
+
+    def groups(self) -> dict[str, list[BenchRow]]:
+        """Rows by group, groups in order of first appearance."""
+        out: dict[str, list[BenchRow]] = {}
+        for r in self.rows:
+            out.setdefault(r.group, []).append(r)
+        return out
+
+    def dump(self) -> str:
+        """The JSON text of ``bench.json`` (each row also carries its mean and std, for readers without the model)."""
+        import json
+
+        data = self.model_dump(mode="json")
+        for row, r in zip(data["rows"], self.rows, strict=True):
+            row.update(mean=r.mean, std=r.std)
+        return json.dumps(data, indent=2) + "\n"

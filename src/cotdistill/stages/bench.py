@@ -1,0 +1,127 @@
+"""``cotdistill bench``: methods x seeds on one dataset, giving the paper's two tables.
+
+The data stages (questions, generation, filtering) run once in ``RUN/``; every (variant, seed) then trains and
+evaluates in its own run directory ``RUN/bench/<variant>/<students>/seed<k>/`` that shares the data files by hard
+link (or copy). Single-student methods train each configured student on its own; QR-Distill trains them jointly.
+``RUN/bench.json`` (:class:`~cotdistill.results.BenchResult`) collects the accuracies in two groups, ``methods``
+and ``ablations``; the report renders one table per group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cotdistill.config import RunConfig, StudentConfig, dump_config
+from cotdistill.errors import CotdistillError
+from cotdistill.io import atomic_write_text
+from cotdistill.results import BenchResult, BenchRow
+from cotdistill.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A bench row: a method plus option overrides (ablations), in one of the two groups."""
+
+    name: str
+    method: str
+    group: str = "methods"
+    options: dict[str, Any] = field(default_factory=dict)
+    joint: bool = False  # all students in one run (QR-Distill) rather than one run per student
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("sft-single", "sft-single"),
+    Variant("sft-multi", "sft-multi"),
+    Variant("step-by-step", "step-by-step"),
+    Variant("compact", "compact"),
+    Variant("qr-distill", "qr-distill", joint=True),
+    Variant("qr-distill w/o QF", "qr-distill", "ablations", {"filter": False}, joint=True),
+    Variant("qr-distill w/o routing", "qr-distill", "ablations", {"routing": False}, joint=True),
+    Variant("qr-distill w/o peer", "qr-distill", "ablations", {"peer": False}, joint=True),
+)
+VARIANT_NAMES = tuple(v.name for v in VARIANTS)
+_DATA_FILES = ("questions", "paths", "filtered", "filter_stats")
+
+
+def _share(src: RunDir, dst: RunDir) -> None:
+    """Hard-link (or copy) the data files of ``src`` into the bench cell ``dst``."""
+    for name in _DATA_FILES:
+        s, d = getattr(src, name), getattr(dst, name)
+        if s.exists() and not d.exists():
+            try:
+                os.link(s, d)
+            except OSError:
+                shutil.copy2(s, d)
+
+
+def _slug(name: str) -> str:
+    return name.replace("/", "").replace(" ", "-")
+
+
+def cell_config(cfg: RunConfig, v: Variant, students: list[StudentConfig], seed: int) -> RunConfig:
+    """The config of one bench cell: the run's, with the variant's method, options, students and seed.
+
+    ``train.options`` of the config apply to variants of the configured method only (another method's options
+    would not validate); the variant's own overrides come on top.
+    """
+    base = dict(cfg.train.options) if v.method == cfg.train.method else {}
+    train = cfg.train.model_copy(update={"method": v.method, "options": {**base, **v.options}})
+    data = cfg.model_copy(update={"seed": seed, "students": students, "train": train}).model_dump(mode="json")
+    return RunConfig.model_validate(data)  # validated: the variant's options meet its method's options model
+
+
+def _train_eval(run: RunDir, sub: RunDir, cfg: RunConfig, log: Callable[[str], None]) -> None:
+    """Train and evaluate one bench cell unless its stamp says it already finished with this config and data."""
+    from cotdistill.stages.pipeline import read_stamp, stage
+
+    data = read_stamp(run, "filter") or {}
+    key = hashlib.sha256((dump_config(cfg) + str(data.get("fingerprint"))).encode()).hexdigest()[:16]
+    stamp = sub.stamp("bench")
+    if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == key:
+        log("bench: cell up to date, skipped")
+        return
+    stage("train").run(sub, cfg)
+    stage("eval").run(sub, cfg)
+    atomic_write_text(stamp, json.dumps({"key": key}))
+
+
+def run_bench(
+    run: RunDir, cfg: RunConfig, seeds: list[int], variants: list[str] | None = None, log: Callable[[str], None] = print
+) -> BenchResult:
+    """Data once, then train + eval for every variant x seed; writes and returns ``RUN/bench.json``."""
+    from cotdistill.stages.pipeline import run_pipeline
+
+    unknown = sorted(set(variants or []) - set(VARIANT_NAMES))
+    if unknown:
+        raise CotdistillError(f"unknown bench variant(s): {', '.join(unknown)} (known: {', '.join(VARIANT_NAMES)})")
+    chosen = [v for v in VARIANTS if variants is None or v.name in variants]
+    cells = [
+        (v, students, seed, cell_config(cfg, v, students, seed))
+        for v in chosen
+        for students in ([cfg.students] if v.joint else [[s] for s in cfg.students])
+        for seed in seeds
+    ]  # every cell's config is validated before any work starts
+    run_pipeline(run, cfg, until="filter", log=log)
+    rows: dict[tuple[str, str], BenchRow] = {}
+    t_start = time.perf_counter()
+    for v, students, seed, scfg in cells:
+        who = "-".join(s.name for s in students)
+        sub = run.bench_cell(_slug(v.name), who, seed).ensure()
+        _share(run, sub)
+        atomic_write_text(sub.config, dump_config(scfg))
+        log(f"bench: {v.name} / {'+'.join(s.name for s in students)} / seed {seed}")
+        _train_eval(run, sub, scfg, log)
+        metrics = json.loads(sub.metrics.read_text(encoding="utf-8"))
+        for s in students:
+            row = rows.setdefault((v.name, s.name), BenchRow(method=v.name, student=s.name, group=v.group))
+            row.accuracies.append(metrics["students"][s.name]["accuracy"])
+    result = BenchResult(seeds=seeds, seconds=round(time.perf_counter() - t_start, 1), rows=list(rows.values()))
+    atomic_write_text(run.bench_json, result.dump())
+    return result

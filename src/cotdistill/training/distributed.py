@@ -1,0 +1,51 @@
+"""What several processes exchange each step: summed gradients, the loss values to log, the method's records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def sum_gradients(params: list[nn.Parameter], world: int) -> None:
+    """Sum gradients over processes (each already scaled by its share of the batch); missing grads count 0."""
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    off = 0
+    for g in grads:
+        g.copy_(flat[off : off + g.numel()].view_as(g))
+        off += g.numel()
+
+
+def reduce_logged(pending: dict[str, float], world: int) -> dict[str, float]:
+    """Loss shares summed over processes (each is already weighted by its share); ``scalar/`` values averaged."""
+    if world == 1:
+        return pending
+    from accelerate.utils import gather_object
+
+    out: dict[str, float] = {}
+    for d in gather_object([pending]):
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + (v / world if k.startswith("scalar/") else v)
+    return out
+
+
+def gather_records(records: dict[str, list[dict[str, Any]]], world: int) -> dict[str, list[dict[str, Any]]]:
+    """Every process's log records, merged in rank order (the main process writes them)."""
+    if world == 1:
+        return records
+    from accelerate.utils import gather_object
+
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for r in gather_object([records]):
+        for k, v in r.items():
+            merged.setdefault(k, []).extend(v)
+    return merged
