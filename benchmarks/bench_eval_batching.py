@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from cotdistill.evaluation import greedy_generate
+from cotdistill.students.generate import generate as greedy_generate
 
 WORDS = "the a one two three four five apples pears sum of and plus minus how many more has had gives left".split()
 

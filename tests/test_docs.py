@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cotdistill.config import config_reference
+from cotdistill.config_reference import config_reference
 
 
 def test_config_reference_is_current():

@@ -205,7 +205,10 @@ def test_empty_run_says_not_run_and_cli(tmp_path):
     res = run_cli("report", str(run))
     assert res.returncode == 0, res.stderr
     md = (run / "report.md").read_text()
-    assert "could not read bench.json: ValidationError: 1 validation error for BenchResult Invalid JSON" in md and "Kept 80 of 120 paths (66.7%)" in md
+    assert (
+        "could not read bench.json: ValidationError: 1 validation error for BenchResult Invalid JSON" in md
+        and "Kept 80 of 120 paths (66.7%)" in md
+    )
     assert [p.name for p in (run / "report_files").glob("*.png")] == ["filter.png"]
     missing = run_cli("report", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "run directory not found" in missing.stderr

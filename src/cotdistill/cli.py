@@ -319,7 +319,7 @@ def report_cmd(
 @app.command("config-reference")
 def config_reference_cmd() -> None:
     """Print every config field (type, default, meaning) as a markdown table (docs/config.md is this output)."""
-    from cotdistill.config import config_reference
+    from cotdistill.config_reference import config_reference
 
     print(config_reference(), end="")
 

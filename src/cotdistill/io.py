@@ -9,12 +9,13 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel
 
-from cotdistill.errors import CotdistillError
+from cotdistill.errors import CotdistillError, InputError
 
 # errors that mean "the disk will not take this write": out of space, over a size limit or quota, read-only, denied
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
@@ -36,13 +37,14 @@ def _is_disk_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_ERRNOS
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file (fsynced) and rename, so readers never see a half-written file."""
-    path = Path(path)
+@contextmanager
+def _atomic_replace(path: Path, mode: str) -> Iterator[IO[Any]]:
+    """A temp file beside ``path`` opened in ``mode``; fsynced and renamed over ``path`` when the block succeeds,
+    removed when it fails (a disk that refuses the write is a one-line :class:`DiskError`)."""
     fd, tmp = _mkstemp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -51,6 +53,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if _is_disk_error(e):
             raise disk_error(e, path) from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file (fsynced) and rename, so readers never see a half-written file."""
+    with _atomic_replace(Path(path), "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -78,23 +86,39 @@ def _dump(record: BaseModel | dict[str, Any]) -> str:
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Stream ``records`` into a temp file and rename it over ``path``; returns the number written."""
-    path = Path(path)
-    fd, tmp = _mkstemp_beside(path)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(_dump(rec) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if _is_disk_error(e):
-            raise disk_error(e, path) from None
-        raise
+    with _atomic_replace(Path(path), "w") as f:
+        for rec in records:
+            f.write(_dump(rec) + "\n")
+            n += 1
     return n
+
+
+def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(line number, byte offset, object) for every non-blank line of a JSONL file, strictly: a line that is not
+    UTF-8, not JSON or not an object raises :class:`InputError` naming the file and the line."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    if p.is_dir():
+        raise InputError(p, "is a directory, expected a JSONL file")
+    pos = 0
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            start, pos = pos, pos + len(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", line=lineno) from None
+            if not isinstance(obj, dict):
+                raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+            yield lineno, start, obj
 
 
 class JsonlAppender:

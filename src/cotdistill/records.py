@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path as FsPath
@@ -11,6 +10,7 @@ from typing import Any, BinaryIO, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cotdistill.errors import InputError
+from cotdistill.io import iter_json_lines
 
 SCHEMA_VERSION = 1
 
@@ -101,41 +101,21 @@ def iter_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = Fals
     a few bytes per record and read records back on demand (:func:`read_at`) instead of holding them all.
     """
     p = FsPath(path)
-    if not p.exists():
-        raise InputError(p, "file not found")
-    if p.is_dir():
-        raise InputError(p, "is a directory, expected a JSONL file")
-    n, pos = 0, 0
-    with open(p, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            start, pos = pos, pos + len(raw)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(p, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", line=lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-            version = obj.get("schema_version", SCHEMA_VERSION)
-            if isinstance(version, int) and version > SCHEMA_VERSION:
-                raise InputError(
-                    p,
-                    f"schema version {version} is newer than this cotdistill ({SCHEMA_VERSION})",
-                    line=lineno,
-                    field="schema_version",
-                )
-            try:
-                rec = model.model_validate(obj)
-            except ValidationError as e:
-                field, msg = _first_error(e)
-                raise InputError(p, msg, line=lineno, field=field) from None
-            n += 1
-            yield start, rec
+    n = 0
+    for lineno, start, obj in iter_json_lines(p):
+        version = obj.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise InputError(
+                p, f"schema version {version} is newer than this cotdistill ({SCHEMA_VERSION})", line=lineno,
+                field="schema_version",
+            )  # fmt: skip
+        try:
+            rec = model.model_validate(obj)
+        except ValidationError as e:
+            field, msg = _first_error(e)
+            raise InputError(p, msg, line=lineno, field=field) from None
+        n += 1
+        yield start, rec
     if n == 0 and not allow_empty:
         raise InputError(p, "file is empty: no records")
 

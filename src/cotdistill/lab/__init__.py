@@ -138,10 +138,10 @@ def register() -> None:
 
         return SyntheticJudge(), None
 
-    def source(*args: Any) -> Any:
+    def source(req: Any) -> Any:
         from cotdistill.lab.source import lab_source
 
-        return lab_source(*args)
+        return lab_source(req)
 
     register_backend("synthetic", backend)
     register_source("lab")(source)

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from cotdistill.errors import CotdistillError
 from cotdistill.records import Question
+from cotdistill.sources import SourceRequest
 
 
-def lab_source(
-    rest: str,
-    counts: dict[str, int],
-    seed: int,
-    task: str | None,
-    fields: dict[str, str],
-    options: dict[str, Any],
-) -> Iterator[Question]:
+def lab_source(req: SourceRequest) -> Iterator[Question]:
     """Lab questions of the named tasks (all three when none is named), knobs from ``questions.options``."""
+    rest, counts, seed, task, options = req.rest, req.counts, req.seed, req.task, req.options
     from cotdistill.lab import TASKS, generate_questions
 
     names = [n.strip() for n in rest.split(",") if n.strip()] or list(TASKS)

@@ -6,14 +6,28 @@ A source yields :class:`~cotdistill.records.Question` records for the requested 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cotdistill.errors import CotdistillError
 from cotdistill.records import Question
 
-# name -> factory(spec_rest, counts, seed, task, fields, options) -> iterator of questions
-SourceFn = Callable[[str, dict[str, int], int, str | None, dict[str, str], dict[str, Any]], Iterator[Question]]
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """What a source is asked for: the spec after ``prefix:``, the count per split, the seed, the task family
+    override (``questions.task``), the field mapping (``questions.fields``) and ``questions.options``."""
+
+    rest: str
+    counts: dict[str, int]
+    seed: int = 0
+    task: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+SourceFn = Callable[[SourceRequest], Iterator[Question]]
 _SOURCES: dict[str, SourceFn] = {}
 
 
@@ -47,4 +61,4 @@ def load_source(
         else:
             known = ", ".join(f"{p}:" for p in sorted(_SOURCES))
             raise CotdistillError(f"unknown question source '{spec}' (known: {known} or a file path)")
-    return _SOURCES[prefix](rest, counts, seed, task, fields or {}, options or {})
+    return _SOURCES[prefix](SourceRequest(rest, counts, seed, task, fields or {}, options or {}))

@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from cotdistill.errors import InputError
+from cotdistill.io import iter_json_lines
 from cotdistill.records import Question
-from cotdistill.sources import register_source
+from cotdistill.sources import SourceRequest, register_source
 from cotdistill.tasks import FAMILIES
 
 SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
@@ -51,18 +52,8 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield n, row
         return
     if suffix == ".jsonl":
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                line = _decode(raw, path, lineno)
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(path, f"malformed JSON: {e.msg} at column {e.colno}", line=lineno) from None
-                if not isinstance(obj, dict):
-                    raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-                yield lineno, obj
+        for lineno, _, obj in iter_json_lines(path):
+            yield lineno, obj
         return
     text = _decode(path.read_bytes(), path, None)
     if suffix == ".json":
@@ -167,15 +158,9 @@ def _jsonable(v: Any) -> bool:
 
 
 @register_source("file")
-def file_source(
-    rest: str,
-    counts: dict[str, int],
-    seed: int,
-    task: str | None,
-    fields: dict[str, str],
-    options: dict[str, Any],
-) -> Iterator[Question]:
+def file_source(req: SourceRequest) -> Iterator[Question]:
     """Every row of the file (its own ``split`` column when present), capped per split by ``counts``."""
+    rest, counts, task, fields = req.rest, req.counts, req.task, req.fields
     path = Path(rest)
     taken: dict[str, int] = {}
     ids: set[str] = set()

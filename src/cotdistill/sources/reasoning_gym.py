@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from cotdistill.errors import CotdistillError
 from cotdistill.records import Question
-from cotdistill.sources import register_source
+from cotdistill.sources import SourceRequest, register_source
 
 # reasoning-gym datasets whose answers are not numbers, mapped to the family that grades them
 _NON_MATH = {"syllogism": "yesno"}
@@ -15,18 +14,12 @@ _SPLIT_OFFSET = {"train": 0, "dev": 1_000_003, "test": 2_000_029}
 
 
 @register_source("rg")
-def rg_source(
-    rest: str,
-    counts: dict[str, int],
-    seed: int,
-    task: str | None,
-    fields: dict[str, str],
-    options: dict[str, Any],
-) -> Iterator[Question]:
+def rg_source(req: SourceRequest) -> Iterator[Question]:
     """``counts[split]`` questions per split, spread evenly over the named datasets, each split its own seed.
 
     Splits never share a question: a question text seen in an earlier split is skipped.
     """
+    rest, counts, seed, task, options = req.rest, req.counts, req.seed, req.task, req.options
     import reasoning_gym
     from reasoning_gym.factory import DATASETS
 

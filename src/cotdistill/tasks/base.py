@@ -82,3 +82,35 @@ class TaskFamily(ABC):
     def is_correct(self, text: str, q: Question, lenient: bool = False) -> bool:
         """Extract from ``text`` and compare with the question's gold answer."""
         return self.equivalent(self.extract(text, q, lenient=lenient), q.gold)
+
+
+class WordFamily(TaskFamily):
+    """A family whose answer is one of a few words with synonyms (yes/no, NLI labels): the last answer statement
+    holding one of them wins; ``lenient`` also takes the last such word anywhere (``lenient_pattern``)."""
+
+    pattern: re.Pattern[str]
+    canon: dict[str, str]
+    lenient_pattern: re.Pattern[str] | None = None
+
+    def extract(self, text: str, question: Question | None = None, lenient: bool = False) -> str | None:
+        body = strip_thinking(text)
+        if body is None:
+            return None
+        for _, span in reversed(marker_spans(body)):
+            m = self.pattern.search(span)
+            if m:
+                return self.canon[m.group(1).lower()]
+        if lenient:
+            hits = (self.lenient_pattern or self.pattern).findall(body)
+            if hits:
+                return self.canon[hits[-1].lower()]
+        return None
+
+    def canonical_gold(self, gold: str, question: Question | None = None) -> str:
+        m = self.pattern.search(gold)
+        return self.canon[m.group(1).lower()] if m else gold.strip().lower()
+
+    def equivalent(self, pred: str | None, gold: str) -> bool:
+        if not pred:
+            return False
+        return self.canonical_gold(pred) == self.canonical_gold(gold)

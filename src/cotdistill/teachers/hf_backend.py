@@ -97,4 +97,3 @@ class HFBackend(TeacherBackend):
 
     def close(self) -> None:
         self._model = None
-

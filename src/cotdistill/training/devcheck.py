@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from cotdistill.evaluation.answering import answer_questions
+from cotdistill.evaluation.answering import Answered, answer_questions
 from cotdistill.records import is_kept
 from cotdistill.students.encoding import collate, encode, pad_id
 from cotdistill.tasks import get_family
@@ -49,8 +49,13 @@ def dev_loss(s: Student, data: TrainData, max_length: int, batch_size: int) -> f
     return total / max(n, 1)
 
 
-def dev_accuracy(s: Student, data: TrainData, max_new_tokens: int, batch_size: int) -> float:
-    """Greedy accuracy of ``s`` on the dev questions, through the evaluation's own answering."""
+def dev_answers(s: Student, data: TrainData, max_new_tokens: int, batch_size: int) -> list[Answered]:
+    """``s``'s greedy answers to the dev questions, through the evaluation's own answering."""
     qs = list(data.dev_questions.values())
-    answered = answer_questions(s.model, s.tokenizer, qs, max_new_tokens, batch_size, bf16=s.bf16)
-    return sum(a.correct for a in answered) / max(len(qs), 1)
+    return answer_questions(s.model, s.tokenizer, qs, max_new_tokens, batch_size, bf16=s.bf16)
+
+
+def dev_accuracy(s: Student, data: TrainData, max_new_tokens: int, batch_size: int) -> float:
+    """Greedy accuracy of ``s`` on the dev questions."""
+    answered = dev_answers(s, data, max_new_tokens, batch_size)
+    return sum(a.correct for a in answered) / max(len(answered), 1)

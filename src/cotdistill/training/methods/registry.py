@@ -45,9 +45,7 @@ class MethodSpec:
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(
-    name: str, options: type[MethodOptions], target: str | type[Method], summary: str
-) -> MethodSpec:
+def register_method(name: str, options: type[MethodOptions], target: str | type[Method], summary: str) -> MethodSpec:
     """Make a method available to ``train.method`` / ``cotdistill train --method NAME``: its options model, and the
     implementation as a class or as ``"module:Class"`` (imported on first use, so configs validate without it)."""
     spec = MethodSpec(name, options, target, summary)

@@ -143,137 +143,153 @@ class QRDistill(Method):
         peer_on = self.opts.peer and (self.opts.lambda2 > 0 or self.opts.competence_weight > 0) and n_st >= 2
         co = hard.sum(dim=1) >= 2 if peer_on else torch.zeros(n, dtype=torch.bool, device=hard.device)
         logits_mode = peer_on and self.opts.peer_mode == "logits" and bool(co.any())
-
+        ce_all, pooled, full_logits = [], [], []
         losses: dict[str, torch.Tensor] = {}
-        ce_all: list[torch.Tensor] = []
-        pooled: list[torch.Tensor | None] = []
-        full_logits: list[torch.Tensor] = []
-        total = None
         for s, st in enumerate(self.students):
-            inputs = batch.inputs[st.name]
-            col = hard[:, s]
-            want_hidden = peer_on and bool((co & col).any())
-            if logits_mode or bool(col.all()) or not self.opts.routing:
-                out = st.forward(inputs, hidden=want_hidden)
-                ce, hid = out.loss.float(), out.hidden
-                if logits_mode:
-                    full_logits.append(out.logits)
-            else:
-                open_idx = col.nonzero().squeeze(1).to(inputs.input_ids.device)
-                closed_idx = (~col).nonzero().squeeze(1).to(inputs.input_ids.device)
-                ce = torch.zeros(n, device=inputs.input_ids.device)
-                hid = None
-                if open_idx.numel():
-                    out = st.forward(_slice(inputs, open_idx), hidden=want_hidden)
-                    ce = ce.index_put((open_idx,), out.loss.float())
-                    if out.hidden is not None:
-                        hid = out.hidden.new_zeros(n, out.hidden.shape[1]).index_put((open_idx,), out.hidden)
-                if closed_idx.numel() and training:
-                    if self.opts.closed_loss == "forward":
-                        with torch.no_grad():  # the router's gradient needs these losses; the student's does not
-                            closed_ce = st.forward(_slice(inputs, closed_idx)).loss.float()
-                    else:
-                        closed_ce = self._cached_losses(batch, closed_idx, s, ce[open_idx].detach())
-                    ce = ce.index_put((closed_idx,), closed_ce.to(ce.device))
-            if training and self.opts.closed_loss == "cached":
-                self._remember_losses(batch, col, s, ce)
+            want_hidden = peer_on and bool((co & hard[:, s]).any())
+            ce, hid, logits = self._student_losses(batch, s, hard[:, s], want_hidden, logits_mode, training)
             ce_all.append(ce)
             pooled.append(hid)
-            gate = gates.gates[:, s].to(ce.device)
-            losses[f"ce/{st.name}"] = gated_student_loss(ce, gate)
-            total = losses[f"ce/{st.name}"] if total is None else total + losses[f"ce/{st.name}"]
-        assert total is not None
-        dev = total.device
-
+            if logits is not None:
+                full_logits.append(logits)
+            losses[f"ce/{st.name}"] = gated_student_loss(ce, gates.gates[:, s].to(ce.device))
+        total = sum(losses.values())
+        assert isinstance(total, torch.Tensor)
         if self.opts.routing and training:
-            h = gate_entropy(gates.decisions).to(dev)
-            losses["entropy"] = h
-            total = total - self.opts.lambda1 * h
-
+            losses["entropy"] = gate_entropy(gates.decisions).to(total.device)
+            total = total - self.opts.lambda1 * losses["entropy"]
         records: dict[str, list[dict[str, Any]]] = {}
-        if peer_on and bool(co.any()):
-            rows = co.nonzero().squeeze(1)
-            mask = hard[rows].to(dev)
-            z = torch.stack(
-                [
-                    self.peer_space.project(s, pooled[s][rows.to(pooled[s].device)].to(dev))
-                    if pooled[s] is not None
-                    else torch.zeros(len(rows), self.peer_space.dim, device=dev)
-                    for s in range(n_st)
-                ],
-                dim=1,
-            )  # [R, S, d]
-            comp_logits = self.peer_space.competence_logits(z.detach())
-            gamma = masked_softmax(comp_logits, mask)
-            ce_rows = torch.stack([c.to(dev)[rows.to(dev)] for c in ce_all], dim=1)
-            target = competence_target(ce_rows, mask, self.opts.competence_temperature)
-            l_comp = competence_loss(comp_logits, target, mask)
-            if logits_mode:
-                ids = [batch.inputs[nm].input_ids for nm in self.names]
-                if any(x.shape != ids[0].shape or not torch.equal(x.cpu(), ids[0].cpu()) for x in ids[1:]):
-                    raise ConfigError(
-                        "qr-distill peer_mode 'logits': the students tokenized the same example differently "
-                        "(different chat templates?); use train.options.peer_mode=hidden"
-                    )
-                labels = batch.inputs[self.names[0]].labels.to(dev)[rows.to(dev)]
-                v = min(lg.shape[-1] for lg in full_logits)
-                lgs = [lg[rows.to(lg.device), :, :v].to(dev) for lg in full_logits]
-                l_mut = mutual_logits_loss(lgs, labels, gamma, mask)
-            else:
-                l_mut = mutual_hidden_loss(z, gamma, mask)
-            losses["mutual"] = l_mut
-            losses["competence"] = l_comp
+        if peer_on:
+            l_mut, l_comp, records["competence"] = self._peer_losses(batch, hard, co, ce_all, pooled, full_logits)
+            losses["mutual"], losses["competence"] = l_mut, l_comp
             total = total + self.opts.lambda2 * l_mut + self.opts.competence_weight * l_comp
-            if training:
-                gamma_d, target_d = gamma.detach().cpu(), target.detach().cpu()
-                records["competence"] = [
-                    {
-                        "question_id": batch.examples[j].question.id,
-                        "path_id": batch.examples[j].path.id if batch.examples[j].path else None,
-                        "gamma": {self.names[s]: round(float(gamma_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
-                        "target": {self.names[s]: round(float(target_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
-                    }
-                    for r, j in enumerate(rows.tolist())
-                ]
-        elif peer_on:
-            zero = total.new_zeros(())
-            losses["mutual"] = zero
-            losses["competence"] = zero
+            if not training or not records["competence"]:
+                del records["competence"]
         losses["total"] = total
-
         scalars = {
             "gate_mean": float(gates.gates.detach().float().mean()),
             "sampled_gate_mean": float(gates.decisions.detach().float().mean()),
             "fallback_rate": float(gates.fallback.float().mean()),
         }
         if training:
-            routing = []
-            prob = gates.prob.detach().cpu()
-            hard_cpu = hard.cpu()
-            fb = gates.fallback.cpu()
-            for j, ex in enumerate(batch.examples):
-                style = ex.path.style if ex.path else ex.kind
-                for s, name in enumerate(self.names):
-                    g = int(hard_cpu[j, s])
-                    c = self._counts.setdefault((style, name), [0, 0])
-                    c[0] += g
-                    c[1] += 1
-                    if self.opts.log_routing:
-                        routing.append(
-                            {
-                                "question_id": ex.question.id,
-                                "path_id": ex.path.id if ex.path else None,
-                                "teacher": ex.path.teacher if ex.path else None,
-                                "style": style,
-                                "student": name,
-                                "gate": g,
-                                "prob": round(float(prob[j, s]), 6),
-                                "fallback": bool(fb[j]) and g == 1,
-                            }
-                        )
+            routing = self._routing_records(batch, gates)
             if routing:
                 records["routing"] = routing
         return Computed(losses=losses, records=records, scalars=scalars)
+
+    def _student_losses(
+        self, batch: Batch, s: int, col: torch.Tensor, want_hidden: bool, logits_mode: bool, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Student ``s``'s loss on every path of the batch: a forward with gradients on the paths it took, and
+        (training) the router's view of the others: a no-grad forward or the cached last loss. Also its pooled
+        hidden states on its open paths (peer teaching) and, in logits mode, its logits on every path."""
+        st = self.students[s]
+        inputs = batch.inputs[st.name]
+        n = len(batch.examples)
+        if logits_mode or bool(col.all()) or not self.opts.routing:
+            out = st.forward(inputs, hidden=want_hidden)
+            return out.loss.float(), out.hidden, out.logits if logits_mode else None
+        open_idx = col.nonzero().squeeze(1).to(inputs.input_ids.device)
+        closed_idx = (~col).nonzero().squeeze(1).to(inputs.input_ids.device)
+        ce = torch.zeros(n, device=inputs.input_ids.device)
+        hid = None
+        if open_idx.numel():
+            out = st.forward(_slice(inputs, open_idx), hidden=want_hidden)
+            ce = ce.index_put((open_idx,), out.loss.float())
+            if out.hidden is not None:
+                hid = out.hidden.new_zeros(n, out.hidden.shape[1]).index_put((open_idx,), out.hidden)
+        if closed_idx.numel() and training:
+            if self.opts.closed_loss == "forward":
+                with torch.no_grad():  # the router's gradient needs these losses; the student's does not
+                    closed_ce = st.forward(_slice(inputs, closed_idx)).loss.float()
+            else:
+                closed_ce = self._cached_losses(batch, closed_idx, s, ce[open_idx].detach())
+            ce = ce.index_put((closed_idx,), closed_ce.to(ce.device))
+        if training and self.opts.closed_loss == "cached":
+            self._remember_losses(batch, col, s, ce)
+        return ce, hid, None
+
+    def _peer_losses(
+        self,
+        batch: Batch,
+        hard: torch.Tensor,
+        co: torch.Tensor,
+        ce_all: list[torch.Tensor],
+        pooled: list[torch.Tensor | None],
+        full_logits: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+        """``L_mutual`` and the competence regressors' loss over the co-routed paths, with their log records."""
+        dev = ce_all[0].device
+        if not bool(co.any()):
+            zero = ce_all[0].new_zeros(())
+            return zero, zero, []
+        rows = co.nonzero().squeeze(1)
+        mask = hard[rows].to(dev)
+        n_st = len(self.students)
+        z = torch.stack(
+            [
+                self.peer_space.project(s, pooled[s][rows.to(pooled[s].device)].to(dev))  # type: ignore[index]
+                if pooled[s] is not None
+                else torch.zeros(len(rows), self.peer_space.dim, device=dev)
+                for s in range(n_st)
+            ],
+            dim=1,
+        )  # [R, S, d]
+        comp_logits = self.peer_space.competence_logits(z.detach())
+        gamma = masked_softmax(comp_logits, mask)
+        ce_rows = torch.stack([c.to(dev)[rows.to(dev)] for c in ce_all], dim=1)
+        target = competence_target(ce_rows, mask, self.opts.competence_temperature)
+        l_comp = competence_loss(comp_logits, target, mask)
+        if full_logits:
+            l_mut = self._mutual_logits(batch, rows, full_logits, gamma, mask)
+        else:
+            l_mut = mutual_hidden_loss(z, gamma, mask)
+        gamma_d, target_d = gamma.detach().cpu(), target.detach().cpu()
+        records = [
+            {
+                "question_id": batch.examples[j].question.id,
+                "path_id": batch.examples[j].path.id if batch.examples[j].path else None,
+                "gamma": {self.names[s]: round(float(gamma_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
+                "target": {self.names[s]: round(float(target_d[r, s]), 6) for s in range(n_st) if mask[r, s]},
+            }
+            for r, j in enumerate(rows.tolist())
+        ]
+        return l_mut, l_comp, records
+
+    def _mutual_logits(
+        self, batch: Batch, rows: torch.Tensor, full_logits: list[torch.Tensor], gamma: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Token-level KL to the competence-weighted mixture (students that tokenise identically)."""
+        dev = gamma.device
+        ids = [batch.inputs[nm].input_ids for nm in self.names]
+        if any(x.shape != ids[0].shape or not torch.equal(x.cpu(), ids[0].cpu()) for x in ids[1:]):
+            raise ConfigError(
+                "qr-distill peer_mode 'logits': the students tokenized the same example differently "
+                "(different chat templates?); use train.options.peer_mode=hidden"
+            )
+        labels = batch.inputs[self.names[0]].labels.to(dev)[rows.to(dev)]
+        v = min(lg.shape[-1] for lg in full_logits)
+        lgs = [lg[rows.to(lg.device), :, :v].to(dev) for lg in full_logits]
+        return mutual_logits_loss(lgs, labels, gamma, mask)
+
+    def _routing_records(self, batch: Batch, gates: Gates) -> list[dict[str, Any]]:
+        """Every (path, student) decision of the batch (``log_routing``); also counts the per-style rates."""
+        routing = []
+        prob, hard_cpu, fb = gates.prob.detach().cpu(), gates.hard.cpu(), gates.fallback.cpu()
+        for j, ex in enumerate(batch.examples):
+            style = ex.path.style if ex.path else ex.kind
+            for s, name in enumerate(self.names):
+                g = int(hard_cpu[j, s])
+                c = self._counts.setdefault((style, name), [0, 0])
+                c[0] += g
+                c[1] += 1
+                if self.opts.log_routing:
+                    routing.append({
+                        "question_id": ex.question.id, "path_id": ex.path.id if ex.path else None,
+                        "teacher": ex.path.teacher if ex.path else None, "style": style, "student": name,
+                        "gate": g, "prob": round(float(prob[j, s]), 6), "fallback": bool(fb[j]) and g == 1,
+                    })  # fmt: skip
+        return routing
 
     def _cached_losses(self, batch: Batch, idx: torch.Tensor, s: int, open_ce: torch.Tensor) -> torch.Tensor:
         """Last seen loss of student ``s`` on each path in ``idx``; the open paths' mean for paths it never took."""

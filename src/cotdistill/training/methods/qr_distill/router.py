@@ -126,6 +126,3 @@ def gated_student_loss(ce: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     b = ce.detach().mean()
     n = gate.sum()
     return (gate * (ce - b)).sum() / n.clamp(min=1.0) + b * n.detach().clamp(max=1.0)
-
-
-# --------------------------------------------------------------------------------------------- the encoder
