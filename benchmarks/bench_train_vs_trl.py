@@ -113,8 +113,7 @@ def main() -> None:
     from cotdistill.stages.train import train
     from cotdistill.students import build_student
     from cotdistill.students.encoding import encode
-    from cotdistill.students.prompt import render_prompt, render_response
-    from cotdistill.tasks import get_family
+    from cotdistill.students.prompt import question_prompt, render_prompt, render_response
     from cotdistill.training.data import load_train_data, tokenizer_texts
 
     bf16 = not args.fp32
@@ -133,7 +132,7 @@ def main() -> None:
     rows = []
     for p in data.train_paths:
         q = data.train_questions[p.question_id]
-        prompt = get_family(q.task).student_prompt(q)
+        prompt = question_prompt(q, cfg.prompt)
         rows.append((prompt, p.text, len(encode(tok, prompt, p.text))))
     n_tokens = sum(r[2] for r in rows)
     flops_per_token = model_flops_per_token(built.model, n_tokens / len(rows))

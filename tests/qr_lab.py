@@ -79,6 +79,7 @@ def two_student_config(
         "name": "qr-test",
         "seed": 0,
         "students": students,
+        "prompt": "bare",
         "train": {
             "method": "qr-distill",
             "epochs": epochs,

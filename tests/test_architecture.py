@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_cli
-from cotdistill.config import load_config
+from cotdistill.configfile import load_config
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods import method_names, method_spec
 
@@ -112,16 +112,18 @@ def test_the_dev_check_and_eval_answer_with_the_same_text(tmp_path):
 
     root = write_add_run(tmp_path / "run", n_train=8, n_dev=6)
     run = RunDir.at(root)
-    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1), ["eval.split=dev", "eval.max_new_tokens=12"])
+    overrides = ["eval.split=dev", "eval.max_new_tokens=12", "eval.base=false", "train.dev_max_new_tokens=12"]
+    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=4), overrides)
     torch.manual_seed(0)
-    built = build_student(cfg.students[0], list(tokenizer_texts(load_train_data(run))), run.tokenizers_cache)
+    built = build_student(
+        cfg.students[0], list(tokenizer_texts(load_train_data(run), cfg.prompt)), run.tokenizers_cache
+    )
     save_student(built.model, built.tokenizer, run.students / "s")
     data = load_train_data(run)
     dev_qs = list(data.dev_questions.values())
     student = Student("s", built.model, built.tokenizer, torch.device("cpu"), bf16=False, lora=False)
-    in_memory = [a.generation.text for a in dev_answers(student, data, max_new_tokens=12, batch_size=4)]
-    r = run_cli("eval", str(root), "-c", str(tmp_path / "c.yaml"), "--set", "eval.split=dev",
-                "--set", "eval.max_new_tokens=12")  # fmt: skip
+    in_memory = [a.generation.text for a in dev_answers(student, data, cfg)]
+    r = run_cli("eval", str(root), "-c", str(tmp_path / "c.yaml"), *(x for o in overrides for x in ("--set", o)))
     assert r.returncode == 0, r.stderr
     outputs = [json.loads(x) for x in run.outputs.read_text().splitlines()]
     assert [o["question_id"] for o in outputs] == [q.id for q in dev_qs]

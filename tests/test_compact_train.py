@@ -30,6 +30,7 @@ def write_run(root: Path, n: int = 8, **train: object) -> Path:
     cfg = {
         "seed": 0,
         "students": [TINY],
+        "prompt": "bare",  # tiny presets: the bare question (shorter sequences, the mechanics are what is tested)
         "train": {"method": "compact", "trackers": [], "bf16": False, "max_length": 128, **train},
     }
     (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))

@@ -19,6 +19,7 @@ from cotdistill.stages.eval import evaluate_run
 from cotdistill.students import load_student
 from cotdistill.students.encoding import rendered_ids as encode_prompt
 from cotdistill.students.generate import generate as greedy_generate
+from cotdistill.students.prompt import question_prompt
 from cotdistill.students.prompt import render_prompt as format_prompt
 from cotdistill.tasks import get_family
 
@@ -74,7 +75,7 @@ def train_to_answer(model, tokenizer, targets: dict[str, str], steps: int = 300)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     seqs = []
     for q in TEST_QS:
-        p = format_prompt(tokenizer, get_family(q.task).student_prompt(q))
+        p = format_prompt(tokenizer, question_prompt(q, "bare"))
         ids = encode_prompt(tokenizer, p) + tokenizer(targets[q.id])["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(ids)
     width = max(map(len, seqs))
@@ -152,7 +153,8 @@ def make_run(tmp_path: Path, placement: dict[str, Path | tuple[Path, Path]], **e
     cfg = RunConfig.model_validate(
         {
             "students": [{"name": n} for n in placement],
-            "eval": {"max_new_tokens": 12, "batch_size": 3, **eval_cfg},
+            "prompt": "bare",
+            "eval": {"max_new_tokens": 12, "batch_size": 3, "base": False, **eval_cfg},
         }
     )
     return run, cfg
@@ -229,7 +231,7 @@ def test_format_prompt_with_and_without_chat_template(students):
 
 def test_greedy_logprob_matches_teacher_forcing_and_batching(students):
     model, tok = load_student(students["partly"])
-    prompts = [format_prompt(tok, get_family(q.task).student_prompt(q)) for q in TEST_QS]
+    prompts = [format_prompt(tok, question_prompt(q, "bare")) for q in TEST_QS]
     batched = greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=4)
     single = [greedy_generate(model, tok, [p], max_new_tokens=12, batch_size=1)[0] for p in prompts[:3]]
     for a, b in zip(batched[:3], single, strict=True):
@@ -387,9 +389,15 @@ def test_real_chat_student_smollm2(tmp_path, svamp_json):
     qs = [Question.model_validate({**json.loads(line), "split": "test"}) for line in lines]
     atomic_write_jsonl(run.questions, qs)
     loaded_model, loaded_tok = load_student(run.students / "smol")
-    prompt = format_prompt(loaded_tok, get_family("math").student_prompt(qs[0]))
+    prompt = format_prompt(loaded_tok, question_prompt(qs[0], "bare"))
     assert "<|im_start|>user" in prompt and prompt.rstrip().endswith("<|im_start|>assistant")
-    cfg = RunConfig.model_validate({"students": [{"name": "smol"}], "eval": {"max_new_tokens": 24, "batch_size": 3}})
+    cfg = RunConfig.model_validate(
+        {
+            "students": [{"name": "smol"}],
+            "prompt": "bare",
+            "eval": {"max_new_tokens": 24, "batch_size": 3, "base": False},
+        }
+    )
     m = evaluate_run(run, cfg)
     outs = read_outputs(run)
     assert len(outs) == 3 and all(1 <= o["n_tokens"] <= 24 for o in outs)

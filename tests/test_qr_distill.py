@@ -219,7 +219,7 @@ def _students(kinds: list[str], shared_tok: bool = False) -> list[TinyStudent]:
 
 
 def _method(tmp_path, students, **options) -> QRDistill:
-    cfg = RunConfig(seed=0, train={"method": "qr-distill", "options": options})
+    cfg = RunConfig(seed=0, prompt="bare", train={"method": "qr-distill", "options": options})
     return QRDistill(cfg, students, RunDir.at(tmp_path))
 
 
@@ -342,7 +342,7 @@ def test_state_dict_restores_gate_noise_and_counts(tmp_path, toy):
 
 
 def test_bad_options_are_config_errors(tmp_path):
-    from cotdistill.config import load_config
+    from cotdistill.configfile import load_config
 
     with pytest.raises(ConfigError, match="options.tau: Input should be greater than 0"):
         load_config(None, ["train.method=qr-distill", "train.options.tau=0"])

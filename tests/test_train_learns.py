@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from cotdistill.config import load_config
+from cotdistill.configfile import load_config
 from cotdistill.evaluation import answer_questions
 from cotdistill.records import load_questions
 from cotdistill.rundir import RunDir
@@ -52,6 +52,7 @@ CONFIG = {
             "size": {"vocab": 800, "d_model": 128, "n_layer": 2, "n_positions": 256},
         }
     ],
+    "prompt": "bare",
     "train": {
         "method": "sft-multi",
         "epochs": 8,
@@ -67,7 +68,7 @@ CONFIG = {
 def _accuracy(model, tok, questions) -> dict[str, float]:
     """Dev accuracy overall and per task family, greedy, answer from the generated text only."""
     hits: dict[str, list[bool]] = {}
-    for a in answer_questions(model, tok, questions, max_new_tokens=96):
+    for a in answer_questions(model, tok, questions, 96, policy="bare"):
         hits.setdefault("all", []).append(a.correct)
         hits.setdefault(a.question.task, []).append(a.correct)
     return {k: sum(v) / len(v) for k, v in hits.items()}

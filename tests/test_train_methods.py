@@ -6,10 +6,11 @@ import json
 from typing import ClassVar
 
 from conftest import run_cli
-from cotdistill.config import load_config
+from cotdistill.configfile import load_config
 from cotdistill.records import ReasoningPath, load_questions, read_paths
 from cotdistill.rundir import RunDir
 from cotdistill.stages.train import train
+from cotdistill.tasks import get_family
 from cotdistill.training.methods import registry
 from cotdistill.training.methods.base import Batch, Computed, StepInfo
 from cotdistill.training.methods.options import SFTMultiOptions
@@ -26,7 +27,9 @@ def _data(tmp_path):
 
 
 def _method(cls, tmp_path, **options):
-    cfg = load_config(None, [f"train.method={cls.name}", *(f"train.options.{k}={v}" for k, v in options.items())])
+    top = {k: options.pop(k) for k in ("prompt",) if k in options}
+    overrides = [f"train.method={cls.name}", *(f"train.options.{k}={v}" for k, v in options.items())]
+    cfg = load_config(None, overrides + [f"{k}={v}" for k, v in top.items()])
     return cls(cfg, [], RunDir.at(tmp_path))
 
 
@@ -34,7 +37,9 @@ def test_sft_multi_uses_every_kept_path(tmp_path):
     _, qs, ps = _data(tmp_path)
     ex = _method(SFTMulti, tmp_path).examples(qs, ps)
     assert len(ex) == 19 and all(e.path is not None and e.path.checks["kept"] for e in ex)
-    assert ex[0].target == ps[1].text and ex[0].prompt == qs["q0"].question
+    assert ex[0].target == ps[1].text and ex[0].prompt == get_family("math").core_prompt(qs["q0"])  # prompt: core
+    bare = _method(SFTMulti, tmp_path, prompt="bare").examples(qs, ps)
+    assert bare[0].prompt == qs["q0"].question
 
 
 def test_sft_single_one_path_per_question_with_filters(tmp_path):

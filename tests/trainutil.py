@@ -38,7 +38,7 @@ def write_add_run(root: Path, n_train: int = 60, n_dev: int = 20, paths_per_q: i
 
 def write_config(path: Path, students: list[dict], **train: object) -> Path:
     """A run config with the given students and train settings (trackers off, fp32 unless asked)."""
-    cfg = {"seed": 0, "students": students, "train": {"trackers": [], "bf16": False, **train}}
+    cfg = {"seed": 0, "students": students, "prompt": "bare", "train": {"trackers": [], "bf16": False, **train}}
     path.write_text(yaml.safe_dump(cfg))
     return path
 

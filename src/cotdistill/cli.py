@@ -48,7 +48,7 @@ def questions_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Write questions (train/dev/test splits) from a source into RUN/questions.jsonl."""
-    from cotdistill.config import load_config
+    from cotdistill.configfile import load_config
     from cotdistill.rundir import RunDir
     from cotdistill.stages.questions import write_questions
 

@@ -1,6 +1,6 @@
 """One YAML config describes a whole run: pydantic models of every stage's settings, with clear errors.
 
-Every field is documented in the README's config reference; ``cotdistill config-schema`` prints them all.
+Every field is documented (``cotdistill config-reference`` prints them all; ``docs/config.md`` is its output).
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from cotdistill.errors import ConfigError
 
 STYLES = ("vanilla", "cot", "tot", "program", "backward", "facts")
 
@@ -207,6 +204,12 @@ class TrainConfig(Section):
         default_factory=lambda: ["tensorboard"], description="Accelerate trackers (RUN/logs/tb); [] for none"
     )
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
+    answer_sentence: bool = Field(
+        True,
+        description='close a training path with the family\'s answer sentence ("The answer is N.") when strict '
+        "extraction finds no answer in it but lenient extraction does (the path's own answer); counted in "
+        "train_summary.json",
+    )
 
     @field_validator("method")
     @classmethod
@@ -238,8 +241,19 @@ class TrainConfig(Section):
         return self
 
 
+class ProbeConfig(Section):
+    """A question set outside the training task: each student's accuracy on it before and after distillation."""
+
+    name: str = Field(min_length=1, description="probe name in metrics.json and the report")
+    source: str = Field(
+        min_length=1, description="a question source: file:PATH | mcc-kd:PATH | hf:NAME | lab:TASKS | rg:NAME"
+    )
+    task: str | None = Field(None, description="task family of the probe's questions (when the source has none)")
+    n: int = Field(200, ge=1, description="at most this many questions (the first n)")
+
+
 class EvalConfig(Section):
-    """Greedy zero-shot evaluation of the trained students (``cotdistill eval``)."""
+    """Greedy zero-shot evaluation of the trained students and of their starting points (``cotdistill eval``)."""
 
     split: str = Field("test", description="question split to evaluate on")
     max_new_tokens: int = Field(256, ge=1, description="generation budget per answer (no EOS by then: cut off)")
@@ -248,6 +262,11 @@ class EvalConfig(Section):
         default_factory=lambda: ["vote", "logprob"], description="student ensembles to score (2+ students)"
     )
     device: str = Field("auto", description="eval device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1...")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: bf16 CUDA or AVX512-BF16 CPU")
+    base: bool = Field(True, description="also evaluate every student as built, before training (the base rows)")
+    probes: list[ProbeConfig] = Field(default_factory=list, description="question sets for forgetting (before/after)")
+    drift: bool = Field(True, description="representation drift: linear CKA, mean cosine of base vs distilled states")
+    drift_questions: int = Field(200, ge=2, description="questions of the first probe (else the eval split) for drift")
 
 
 class RunConfig(Section):
@@ -261,8 +280,21 @@ class RunConfig(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     students: list[StudentConfig] = Field(default_factory=list, description="the students to train")
+    prompt: str = Field(
+        "core",
+        description="what a student is asked, in training, the dev check and eval alike: core (the family's core "
+        "prompt: the question, a step-by-step instruction and the answer format), bare (the question alone), or "
+        "a template with {question} (question and options) and optionally {instruction} (the answer format)",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_policy(cls, v: str) -> str:
+        if v not in ("core", "bare") and "{question}" not in v:
+            raise ValueError("must be core, bare, or a template containing {question}")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -281,86 +313,3 @@ class RunConfig(Section):
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir or os.path.join("runs", self.name))
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """Every bad field of a config in one line: ``file: a.b: msg; c: msg``."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e.get("loc", ())) or "(top level)"
-        msg = e.get("msg", "invalid")
-        if e.get("type") == "extra_forbidden":
-            msg = "unknown field"
-        elif e.get("type") == "missing":
-            msg = "missing required field"
-        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
-    return " ".join((f"{source}: invalid config: " + "; ".join(parts)).splitlines())
-
-
-def set_by_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Apply one ``a.b.c=value`` CLI override to a nested dict (list items by index: teachers.0.model)."""
-    keys = dotted.split(".")
-    cur: Any = data
-    for k in keys[:-1]:
-        if isinstance(cur, list):
-            cur = cur[int(k)]
-        else:
-            cur = cur.setdefault(k, {})
-    if isinstance(cur, list):
-        cur[int(keys[-1])] = value
-    else:
-        cur[keys[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    """``key=value`` strings to (key, YAML-parsed value) pairs."""
-    out = []
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} must look like key.path=value")
-        k, v = o.split("=", 1)
-        try:
-            out.append((k.strip(), yaml.safe_load(v)))
-        except yaml.YAMLError:
-            out.append((k.strip(), v))
-    return out
-
-
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (or the defaults when ``path`` is None), apply overrides, validate everything."""
-    source = str(path) if path else "(defaults)"
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{p}: not valid UTF-8 (byte {e.start})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever yaml says
-            raise ConfigError(f"{p}{where}: malformed YAML: {problem}") from None
-        if loaded is None:
-            raise ConfigError(f"{p}: config file is empty")
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: config must be a mapping, got {type(loaded).__name__}")
-        data = loaded
-    for k, v in parse_overrides(overrides or []):
-        try:
-            set_by_dotted(data, k, v)
-        except (IndexError, ValueError, TypeError, AttributeError):
-            raise ConfigError(f"override '{k}' does not address a field of the config") from None
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
-
-
-def dump_config(cfg: RunConfig) -> str:
-    """The resolved config as YAML (secrets never live in it: only environment variable names)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

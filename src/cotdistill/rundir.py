@@ -106,6 +106,20 @@ class RunDir:
         return self.eval / "ensembles.jsonl"
 
     @property
+    def base_outputs(self) -> Path:
+        """The starting points' answers on the eval split (the base rows' records)."""
+        return self.eval / "base_outputs.jsonl"
+
+    @property
+    def probe_outputs(self) -> Path:
+        """Every answer on every probe, before (``base``) and after (``distilled``) training."""
+        return self.eval / "probe_outputs.jsonl"
+
+    @property
+    def base_cache(self) -> Path:
+        return self.eval / "base"
+
+    @property
     def report_html(self) -> Path:
         return self.root / "report.html"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from cotdistill.records import Question
 from cotdistill.students.generate import Generation, generate
-from cotdistill.students.prompt import render_prompt
+from cotdistill.students.prompt import question_prompt, render_prompt
 from cotdistill.tasks import get_family
 
 
@@ -31,9 +31,9 @@ class Answered:
         return (not self.generation.hit_eos) and self.answer is None
 
 
-def student_prompt(tokenizer: Any, q: Question) -> str:
-    """The rendered text a student answers ``q`` from: the family's student prompt in the student's template."""
-    return render_prompt(tokenizer, get_family(q.task).student_prompt(q))
+def student_prompt(tokenizer: Any, q: Question, policy: str = "core") -> str:
+    """The rendered text a student answers ``q`` from: the prompt policy's text in the student's chat template."""
+    return render_prompt(tokenizer, question_prompt(q, policy))
 
 
 def answer_questions(
@@ -42,11 +42,13 @@ def answer_questions(
     questions: Sequence[Question],
     max_new_tokens: int,
     batch_size: int = 32,
+    policy: str = "core",
     bf16: bool = False,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[list[Generation]], None] | None = None,
 ) -> list[Answered]:
-    """Greedy answers of ``model`` to ``questions``, in order; ``on_batch(k)`` after every batch of ``k``."""
-    prompts = [student_prompt(tokenizer, q) for q in questions]
+    """Greedy answers of ``model`` to ``questions`` under the prompt ``policy``, in order; ``on_batch`` gets each
+    batch's generations as it finishes (progress)."""
+    prompts = [student_prompt(tokenizer, q, policy) for q in questions]
     gens = generate(
         model,
         tokenizer,
@@ -54,7 +56,7 @@ def answer_questions(
         max_new_tokens,
         batch_size,
         bf16=bf16,
-        on_batch=None if on_batch is None else (lambda idx, _: on_batch(len(idx))),
+        on_batch=None if on_batch is None else (lambda _, gens: on_batch(gens)),
     )
     out = []
     for q, g in zip(questions, gens, strict=True):

@@ -16,6 +16,21 @@ def _acc(flags: Sequence[bool]) -> float:
     return round(sum(flags) / len(flags), 6) if flags else 0.0
 
 
+def summarize(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy overall and per task family, and the shares with no extractable answer and cut off, of output
+    records (one model on one question set)."""
+    by_task: dict[str, list[bool]] = defaultdict(list)
+    for r in recs:
+        by_task[r["task"]].append(r["correct"])
+    return {
+        "accuracy": _acc([r["correct"] for r in recs]),
+        "n": len(recs),
+        "by_task": {t: _acc(v) for t, v in sorted(by_task.items())},
+        "no_answer_rate": _acc([r["answer"] is None for r in recs]),
+        "truncation_rate": _acc([r["truncated"] for r in recs]),
+    }
+
+
 def compute_metrics(
     split: str,
     per_student: dict[str, list[dict[str, Any]]],
@@ -29,15 +44,7 @@ def compute_metrics(
     """
     students: dict[str, Any] = {}
     for name, recs in per_student.items():
-        by_task: dict[str, list[bool]] = defaultdict(list)
-        for r in recs:
-            by_task[r["task"]].append(r["correct"])
-        students[name] = {
-            "accuracy": _acc([r["correct"] for r in recs]),
-            "n": len(recs),
-            "by_task": {t: _acc(v) for t, v in sorted(by_task.items())},
-            "truncation_rate": _acc([r["truncated"] for r in recs]),
-        }
+        students[name] = summarize(recs)
         if sources and name in sources:
             students[name]["source"] = sources[name]
     ens: dict[str, float] = {}
@@ -73,23 +80,61 @@ def compute_metrics(
     }
 
 
+def before_after(trained: dict[str, Any], base: dict[str, Any], probes: list[str]) -> dict[str, Any]:
+    """metrics.json's comparison of each student with its starting point (``ModelEval`` by name on both sides):
+    ``base`` rows and ``delta`` (distilled minus base accuracy) on the split, per probe ``before`` / ``after`` /
+    ``drop`` (forgetting), and ``drift`` (linear CKA and mean cosine of the two models' pooled hidden states)."""
+    from cotdistill.evaluation.drift import linear_cka, mean_cosine
+
+    out: dict[str, Any] = {"base": {}, "delta": {}, "probes": {}, "drift": {}}
+    for name, b in base.items():
+        out["base"][name] = summarize(b.outputs)
+        if name in trained:
+            after = summarize(trained[name].outputs)["accuracy"]
+            out["delta"][name] = round(after - out["base"][name]["accuracy"], 6)
+    for p in probes:
+        rows: dict[str, Any] = {}
+        for name in sorted(set(trained) | set(base), key=list({**trained, **base}).index):
+            row = {}
+            if name in base:
+                row["before"] = summarize(base[name].probes[p])
+            if name in trained:
+                row["after"] = summarize(trained[name].probes[p])
+            if "before" in row and "after" in row:
+                row["drop"] = round(row["before"]["accuracy"] - row["after"]["accuracy"], 6)
+            rows[name] = row
+        out["probes"][p] = rows
+    for name, b in base.items():
+        t = trained.get(name)
+        if t is not None and b.states is not None and t.states is not None and len(b.states) >= 2:
+            out["drift"][name] = {"cka": round(linear_cka(b.states, t.states), 6), "n": len(b.states),
+                                  "cosine": mean_cosine(b.states, t.states)}  # fmt: skip
+    return out
+
+
 def metrics_table(metrics: dict[str, Any]) -> Any:
-    """A rich table of metrics.json: students and ensembles, overall and per task family."""
+    """A rich table of metrics.json: per student base -> distilled accuracy, per task family, no-answer and
+    truncation rates; then the ensembles."""
     from rich.table import Table
 
     tasks = sorted({t for s in metrics["students"].values() for t in s["by_task"]})
+    base = metrics.get("base", {})
     table = Table(title=f"eval on split '{metrics['split']}'")
-    for col in ("model", "accuracy", "n", *tasks, "truncated"):
+    for col in ("model", "base", "distilled", "n", *tasks, "no answer", "truncated"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, s in metrics["students"].items():
+        b = base.get(name)
         table.add_row(
             name,
+            f"{b['accuracy']:.1%}" if b else "-",
             f"{s['accuracy']:.1%}",
             str(s["n"]),
             *[f"{s['by_task'][t]:.1%}" if t in s["by_task"] else "-" for t in tasks],
+            f"{s.get('no_answer_rate', 0):.1%}",
             f"{s['truncation_rate']:.1%}",
         )
     for e, acc in metrics.get("ensembles", {}).items():
         bt = metrics.get("ensembles_by_task", {}).get(e, {})
-        table.add_row(f"ensemble: {e}", f"{acc:.1%}", "", *[f"{bt[t]:.1%}" if t in bt else "-" for t in tasks], "")
+        row = [f"ensemble: {e}", "", f"{acc:.1%}", "", *[f"{bt[t]:.1%}" if t in bt else "-" for t in tasks], "", ""]
+        table.add_row(*row)
     return table

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cotdistill.config import RunConfig, StudentConfig, dump_config
+from cotdistill.config import RunConfig, StudentConfig
+from cotdistill.configfile import dump_config
 from cotdistill.errors import CotdistillError
 from cotdistill.io import atomic_write_text
 from cotdistill.results import BenchResult, BenchRow

@@ -1,18 +1,21 @@
-"""The ``eval`` stage: each trained student answers the eval split zero-shot with greedy decoding; accuracy and
-ensembles.
+"""The ``eval`` stage: every trained student and its starting point answer the eval split zero-shot with greedy
+decoding; accuracy, ensembles, forgetting on probes and representation drift.
 
 Per student (``RUN/students/<name>/``, or its ``best/`` checkpoint when present; a peft adapter directory loads
 through ``peft.AutoPeftModelForCausalLM``) the questions are answered by
-:func:`~cotdistill.evaluation.answering.answer_questions`, the dev check's own code: the prompt rendered as in
-training, batched greedy decoding, the answer extracted strictly from the generated text only.
+:func:`~cotdistill.evaluation.answering.answer_questions`, the dev check's own code: the prompt policy's text
+rendered as in training, batched greedy decoding (bf16 autocast where the device has it), the answer extracted
+strictly from the generated text only. The **base rows** (``eval.base``) are the same students as built from
+``students:`` before any training (a preset's seeded random init, the HF/GGUF weights), on the same questions
+and prompt, cached in ``RUN/eval/base/`` so a re-run does not pay twice.
 
 Outputs (atomic): ``RUN/eval/outputs.jsonl`` (one record per (student, question)), ``RUN/eval/ensembles.jsonl``
-(one record per question with each ensemble's pick, when there are two or more students) and
-``RUN/eval/metrics.json`` (:func:`~cotdistill.evaluation.metrics.compute_metrics`).
+and ``RUN/eval/metrics.json`` (students, base, delta, ensembles, probes, drift).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -20,11 +23,12 @@ import torch
 
 from cotdistill.config import RunConfig
 from cotdistill.errors import CotdistillError
-from cotdistill.evaluation.answering import Answered, answer_questions
-from cotdistill.evaluation.metrics import compute_metrics
+from cotdistill.evaluation.metrics import before_after, compute_metrics
+from cotdistill.evaluation.probes import load_probes
+from cotdistill.evaluation.suite import EvalCache, EvalSets, ModelEval, evaluate_model
 from cotdistill.io import atomic_write_jsonl, atomic_write_text
-from cotdistill.progress import console, stage_progress
-from cotdistill.records import SCHEMA_VERSION, Question, read_questions
+from cotdistill.progress import console
+from cotdistill.records import Question, read_questions
 from cotdistill.rundir import RunDir
 from cotdistill.students.store import is_model_dir, load_student, trained_dir
 
@@ -34,6 +38,16 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def eval_bf16(setting: bool | str, device: torch.device) -> bool:
+    """``eval.bf16``: ``auto`` is on for bf16-capable CUDA and for CPUs with AVX512-BF16 (where it is fast)."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def eval_questions(run: RunDir, split: str) -> list[Question]:
@@ -55,52 +69,99 @@ def student_names(run: RunDir, cfg: RunConfig) -> list[str]:
     return sorted(p.name for p in run.students.iterdir() if is_model_dir(p) or is_model_dir(p / "best"))
 
 
-def output_record(name: str, a: Answered) -> dict[str, Any]:
-    """One line of ``outputs.jsonl``."""
-    g, q = a.generation, a.question
-    return {
-        "schema_version": SCHEMA_VERSION, "student": name, "question_id": q.id, "task": q.task, "text": g.text,
-        "answer": a.answer, "gold": q.gold, "correct": a.correct, "mean_logprob": round(g.mean_logprob, 6),
-        "n_tokens": g.n_tokens, "hit_eos": g.hit_eos, "truncated": a.truncated,
-    }  # fmt: skip
+def eval_sets(run: RunDir, cfg: RunConfig) -> EvalSets:
+    """The split, the probes (validated before any model loads) and the drift questions."""
+    ec = cfg.eval
+    questions = eval_questions(run, ec.split)
+    probes = load_probes(ec.probes)
+    drift = (next(iter(probes.values())) if probes else questions)[: ec.drift_questions] if ec.drift else []
+    return EvalSets(ec.split, questions, probes, drift if len(drift) >= 2 else [])
 
 
-def _found_students(run: RunDir, cfg: RunConfig) -> list[tuple[str, Any]]:
+def _trained(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device, bf16: bool) -> dict[str, Any]:
+    """Every trained student found in the run, evaluated (its directory recorded as ``source``)."""
     names = student_names(run, cfg)
-    found = [(n, trained_dir(run.students, n)) for n in names]
-    missing = [n for n, d in found if d is None]
-    found = [(n, d) for n, d in found if d is not None]
-    if not found:
+    found = {n: trained_dir(run.students, n) for n in names}
+    missing = [n for n, d in found.items() if d is None]
+    if all(d is None for d in found.values()):
         raise CotdistillError(
             f"{run.students}: no trained student found (looked for {', '.join(names) or 'any student directory'})"
         )
     if missing:
         console().print(f"[yellow]not found, skipped:[/] {', '.join(missing)}")
-    return found
+    out: dict[str, Any] = {}
+    for name, path in found.items():
+        if path is None:
+            continue
+        model, tok = load_student(path, device)
+        out[name] = (evaluate_model(name, model, tok, sets, cfg, bf16, f"eval {name}"), str(path))
+        del model
+    return out
+
+
+def _base_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str:
+    """What a base row depends on: the student's config (and the seed for presets, whose init it sets), the
+    prompt policy, the eval settings that change generations, and every question."""
+    sc = cfg.students[index]
+    parts = [sc.model_dump_json(exclude={"lr", "lora"}), cfg.prompt, str(cfg.eval.max_new_tokens), str(bf16),
+             sets.digest(), str(cfg.seed) if sc.kind == "preset" else "", str(index)]  # fmt: skip
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def base_evals(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device, bf16: bool) -> dict[str, ModelEval]:
+    """Every configured student's starting point, evaluated once and cached in ``RUN/eval/base/``."""
+    from cotdistill.students.build import initial_student
+    from cotdistill.training.data import load_train_data, tokenizer_texts
+
+    cache = EvalCache(run.base_cache)
+    texts: list[str] | None = None
+    out: dict[str, ModelEval] = {}
+    for i, sc in enumerate(cfg.students):
+        key = _base_key(cfg, i, sets, bf16)
+        hit = cache.get(sc.name, key)
+        if hit is None:
+            if sc.kind == "preset" and texts is None:
+                texts = list(tokenizer_texts(load_train_data(run), cfg.prompt))
+            built = initial_student(sc, i, cfg.seed, texts, run.tokenizers_cache, lora=False)
+            built.model.to(device)
+            hit = evaluate_model(sc.name, built.model, built.tokenizer, sets, cfg, bf16, f"base {sc.name}")
+            cache.put(sc.name, key, hit)
+            del built
+        out[sc.name] = hit
+    return out
+
+
+def _probe_records(base: dict[str, ModelEval], trained: dict[str, ModelEval]) -> list[dict[str, Any]]:
+    """Every probe answer, marked with its probe and whether it is the ``base`` or the ``distilled`` model's."""
+    out = []
+    for kind, evs in (("base", base), ("distilled", trained)):
+        for ev in evs.values():
+            for probe, recs in ev.probes.items():
+                out.extend({**r, "probe": probe, "model": kind} for r in recs)
+    return out
 
 
 def evaluate_run(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
-    """Evaluate every student found in the run on ``cfg.eval.split``; write metrics, outputs, ensembles."""
+    """Evaluate every student found in the run (and, with ``eval.base``, its starting point) on ``eval.split``
+    and the probes; write metrics, outputs, ensembles."""
     ec = cfg.eval
-    questions = eval_questions(run, ec.split)
-    found = _found_students(run, cfg)
+    sets = eval_sets(run, cfg)
     device = pick_device(ec.device)
+    bf16 = eval_bf16(ec.bf16, device)
     torch.manual_seed(cfg.seed)
-    per_student: dict[str, list[dict[str, Any]]] = {}
-    sources: dict[str, str] = {}
-    for name, path in found:
-        model, tok = load_student(path, device)
-        with stage_progress(f"eval {name}", len(questions)) as bar:
-            answered = answer_questions(model, tok, questions, ec.max_new_tokens, ec.batch_size, on_batch=bar.advance)
-        per_student[name] = [output_record(name, a) for a in answered]
-        sources[name] = str(path)
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    metrics = compute_metrics(ec.split, per_student, questions, list(ec.ensemble), sources)
+    trained = _trained(run, cfg, sets, device, bf16)
+    base = base_evals(run, cfg, sets, device, bf16) if ec.base and cfg.students else {}
+    per_student = {n: ev.outputs for n, (ev, _) in trained.items()}
+    sources = {n: src for n, (_, src) in trained.items()}
+    metrics = compute_metrics(ec.split, per_student, sets.questions, list(ec.ensemble), sources)
     ens_records = metrics.pop("_ensemble_records")
+    metrics.update(before_after({n: ev for n, (ev, _) in trained.items()}, base, list(sets.probes)))
+    metrics["bf16"] = bf16
+    metrics["prompt"] = cfg.prompt
     run.eval.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(run.outputs, [r for recs in per_student.values() for r in recs])
     atomic_write_jsonl(run.ensembles, ens_records)
+    atomic_write_jsonl(run.base_outputs, [r for ev in base.values() for r in ev.outputs])
+    atomic_write_jsonl(run.probe_outputs, _probe_records(base, {n: ev for n, (ev, _) in trained.items()}))
     atomic_write_text(run.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -83,12 +83,25 @@ STAGES: tuple[Stage, ...] = (
     Stage("filter", ("filter", "teachers"), ("generate",), _filter, ("filtered.jsonl", "filter_stats.json")),
     Stage(
         "train",
-        ("students", "train", "seed"),
+        ("students", "train", "seed", "prompt"),
         ("filter",),
         _train,
         ("checkpoints", "students", "logs/train_metrics.jsonl", "logs/routing.jsonl", "logs/compact_weights.jsonl"),
     ),
-    Stage("eval", ("eval",), ("train",), _eval, ("eval",)),
+    # the base rows' cache (eval/base/) stays: it is keyed by what it depends on, which is not training
+    Stage(
+        "eval",
+        ("eval", "prompt"),
+        ("train",),
+        _eval,
+        (
+            "eval/metrics.json",
+            "eval/outputs.jsonl",
+            "eval/ensembles.jsonl",
+            "eval/base_outputs.jsonl",
+            "eval/probe_outputs.jsonl",
+        ),
+    ),  # fmt: skip
     Stage("report", (), ("eval",), _report),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cotdistill.config import RunConfig, dump_config, load_config
+from cotdistill.config import RunConfig
+from cotdistill.configfile import dump_config, load_config
 from cotdistill.io import atomic_write_text
 from cotdistill.rundir import RunDir
 

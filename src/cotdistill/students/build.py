@@ -144,3 +144,15 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
     if lora:
         model = _add_lora(model, dict(sc.lora or {}))
     return BuiltStudent(sc.name, model, tok, lora)
+
+
+def initial_student(
+    sc: StudentConfig, index: int, seed: int, texts: Iterable[str] | None, cache_dir: Path | None, lora: bool = True
+) -> BuiltStudent:
+    """Student ``index`` of a run exactly as training starts it: torch seeded from the run seed and the student's
+    position (so a preset's random init is the same every time), then built. ``lora=False`` leaves the adapters
+    out: the same outputs (LoRA starts at zero), less work when only evaluating the starting point."""
+    from cotdistill.training.rng import set_seed
+
+    set_seed(seed * 7919 + index)
+    return build_student(sc if lora else sc.model_copy(update={"lora": None}), texts, cache_dir)

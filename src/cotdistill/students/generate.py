@@ -60,6 +60,17 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
+def _check_context(model: Any, longest_prompt: int, max_new_tokens: int) -> None:
+    """A model with learned absolute positions (GPT-2's ``n_positions``) cannot read past them: say so in one line
+    instead of failing inside the embedding."""
+    limit = getattr(getattr(model, "config", None), "n_positions", None)
+    if isinstance(limit, int) and longest_prompt + max_new_tokens > limit:
+        raise CotdistillError(
+            f"a prompt of {longest_prompt} tokens plus {max_new_tokens} new tokens exceeds the model's {limit} "
+            "positions: lower the generation budget (eval.max_new_tokens) or use a shorter prompt (prompt: bare)"
+        )
+
+
 def _gen_config(eos: list[int], pad: int, max_new_tokens: int, temperature: float, top_p: float) -> Any:
     from transformers import GenerationConfig
 
@@ -133,6 +144,7 @@ def generate(
     device = next(model.parameters()).device
     cfg = _gen_config(eos, pad, max_new_tokens, temperature, top_p)
     encoded = [rendered_ids(tokenizer, p) for p in prompts]
+    _check_context(model, max((len(e) for e in encoded), default=0), max_new_tokens)
     order = list(range(len(prompts)))
     if sort_by_length:
         order.sort(key=lambda i: -len(encoded[i]))

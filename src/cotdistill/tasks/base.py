@@ -51,10 +51,6 @@ class TaskFamily(ABC):
         """The task's core prompt: question (and options) followed by the answer-format instruction."""
         return f"{self.render_question(q)}\n\n{self.answer_instruction}"
 
-    def student_prompt(self, q: Question) -> str:
-        """The zero-shot prompt a student is trained and evaluated on (short: tiny students pay for every token)."""
-        return self.render_question(q)
-
     def render_question(self, q: Question) -> str:
         """The question text as shown to a model (choice tasks add their options)."""
         return q.question.strip()
@@ -78,6 +74,15 @@ class TaskFamily(ABC):
     def canonical_gold(self, gold: str, question: Question | None = None) -> str:
         """Gold answer in canonical form (what ``extract`` would return for it)."""
         return gold.strip()
+
+    def closing_sentence(self, text: str, q: Question) -> str | None:
+        """The answer sentence that closes ``text`` when strict extraction finds no answer in it but lenient
+        extraction does (the path's own answer, right or wrong); None when ``text`` already states one or has none.
+        Imported real paths rarely end with the sentence a strict reader needs, so training appends it."""
+        if self.extract(text, q) is not None:
+            return None
+        answer = self.extract(text, q, lenient=True)
+        return None if answer is None else self.format_answer(answer)
 
     def is_correct(self, text: str, q: Question, lenient: bool = False) -> bool:
         """Extract from ``text`` and compare with the question's gold answer."""

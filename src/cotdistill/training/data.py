@@ -16,7 +16,7 @@ from cotdistill.errors import CotdistillError
 from cotdistill.records import Question, ReasoningPath, is_kept, load_questions, read_paths
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import Encoded, encode
-from cotdistill.tasks import get_family
+from cotdistill.students.prompt import question_prompt
 from cotdistill.training.methods.base import Example, StudentHandle
 
 
@@ -60,10 +60,10 @@ def load_train_data(run: RunDir) -> TrainData:
     return TrainData(train_q, dev_q, tp, dp, fallback)
 
 
-def tokenizer_texts(data: TrainData) -> Iterator[str]:
-    """Train split's prompts and path texts: what preset tokenizers are trained on."""
+def tokenizer_texts(data: TrainData, policy: str = "core") -> Iterator[str]:
+    """Train split's prompts (under the run's prompt policy) and path texts: what preset tokenizers train on."""
     for q in data.train_questions.values():
-        yield get_family(q.task).student_prompt(q)
+        yield question_prompt(q, policy)
     for p in data.train_paths:
         yield p.text
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import torch
 
+from cotdistill.config import RunConfig
 from cotdistill.evaluation.answering import Answered, answer_questions
 from cotdistill.records import is_kept
 from cotdistill.students.encoding import collate, encode, pad_id
-from cotdistill.tasks import get_family
+from cotdistill.students.prompt import question_prompt
 from cotdistill.training.data import TrainData
+from cotdistill.training.methods.base import training_target
 from cotdistill.training.student import Student
 
 
@@ -24,8 +26,10 @@ def dev_metric(setting: str, data: TrainData) -> str | None:
 
 
 @torch.no_grad()
-def dev_loss(s: Student, data: TrainData, max_length: int, batch_size: int) -> float:
-    """Mean response CE of ``s`` over the dev split's kept paths (those within ``max_length`` tokens)."""
+def dev_loss(s: Student, data: TrainData, cfg: RunConfig) -> float:
+    """Mean response CE of ``s`` over the dev split's kept paths (those within ``max_length`` tokens), prompts and
+    targets built as for training."""
+    max_length, batch_size = cfg.train.max_length, cfg.train.batch_size
     was = s.model.training
     s.model.eval()
     items = []
@@ -33,7 +37,8 @@ def dev_loss(s: Student, data: TrainData, max_length: int, batch_size: int) -> f
         if not is_kept(p):
             continue
         q = data.dev_questions[p.question_id]
-        e = encode(s.tokenizer, get_family(q.task).student_prompt(q), p.text)
+        target, _ = training_target(q, p.text, cfg.train.answer_sentence)
+        e = encode(s.tokenizer, question_prompt(q, cfg.prompt), target)
         if len(e) <= max_length:
             items.append(e)
     total, n = 0.0, 0
@@ -49,13 +54,14 @@ def dev_loss(s: Student, data: TrainData, max_length: int, batch_size: int) -> f
     return total / max(n, 1)
 
 
-def dev_answers(s: Student, data: TrainData, max_new_tokens: int, batch_size: int) -> list[Answered]:
+def dev_answers(s: Student, data: TrainData, cfg: RunConfig) -> list[Answered]:
     """``s``'s greedy answers to the dev questions, through the evaluation's own answering."""
     qs = list(data.dev_questions.values())
-    return answer_questions(s.model, s.tokenizer, qs, max_new_tokens, batch_size, bf16=s.bf16)
+    tc = cfg.train
+    return answer_questions(s.model, s.tokenizer, qs, tc.dev_max_new_tokens, tc.batch_size, cfg.prompt, bf16=s.bf16)
 
 
-def dev_accuracy(s: Student, data: TrainData, max_new_tokens: int, batch_size: int) -> float:
+def dev_accuracy(s: Student, data: TrainData, cfg: RunConfig) -> float:
     """Greedy accuracy of ``s`` on the dev questions."""
-    answered = dev_answers(s, data, max_new_tokens, batch_size)
+    answered = dev_answers(s, data, cfg)
     return sum(a.correct for a in answered) / max(len(answered), 1)

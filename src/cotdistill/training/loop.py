@@ -81,14 +81,14 @@ class Trainer:
 
     # ---- setup
     def _build_students(self, data: TrainData) -> list[Student]:
-        from cotdistill.students import build_student
+        from cotdistill.students.build import initial_student
 
-        texts = list(tokenizer_texts(data)) if any(s.kind == "preset" for s in self.cfg.students) else None
+        presets = any(s.kind == "preset" for s in self.cfg.students)
+        texts = list(tokenizer_texts(data, self.cfg.prompt)) if presets else None
         out = []
         for i, sc in enumerate(self.cfg.students):
-            set_seed(self.cfg.seed * 7919 + i)  # each student's init depends only on the seed and its position
             with self.acc.main_process_first():  # rank 0 trains/caches the tokenizer, the others read it
-                b = build_student(sc, texts, self.run.cache / "tokenizers")
+                b = initial_student(sc, i, self.cfg.seed, texts, self.run.tokenizers_cache)
             b.model.to(self.device)
             b.model.train()
             out.append(Student(sc.name, b.model, b.tokenizer, self.device, self.bf16, b.lora))
@@ -174,6 +174,7 @@ class Trainer:
         self.summary = {
             "schema_version": SCHEMA_VERSION, "method": self.method_name, "examples": len(self.examples),
             "dropped_overlong": self.dropped, "max_length": tc.max_length, "filter_ran": not data.fallback,
+            "prompt": self.cfg.prompt, "answer_sentence_closed": sum(ex.closed for ex in self.examples),
             "train_questions": len(data.train_questions), "students": [s.name for s in self.students],
             "total_steps": self.total_steps, "processes": self.world, "bf16": self.bf16, "resumed_from": resumed_from,
         }  # fmt: skip
@@ -282,10 +283,10 @@ class Trainer:
         recs = []
         for s in self.students:
             if metric == "loss":
-                value = devcheck.dev_loss(s, data, self.tc.max_length, self.tc.batch_size)
+                value = devcheck.dev_loss(s, data, self.cfg)
                 better = s.name not in st.best or value < st.best[s.name]
             else:
-                value = devcheck.dev_accuracy(s, data, self.tc.dev_max_new_tokens, self.tc.batch_size)
+                value = devcheck.dev_accuracy(s, data, self.cfg)
                 better = s.name not in st.best or value > st.best[s.name]
             if better:
                 st.best[s.name] = value

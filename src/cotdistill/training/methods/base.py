@@ -21,6 +21,8 @@ from cotdistill.config import RunConfig
 from cotdistill.records import Question, ReasoningPath
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import StudentInputs
+from cotdistill.students.prompt import question_prompt
+from cotdistill.tasks import get_family
 
 
 @dataclass
@@ -32,6 +34,17 @@ class Example:
     target: str
     path: ReasoningPath | None = None  # the teacher path behind ``target`` (None for e.g. step-by-step's answer task)
     kind: str = "rationale"  # free label a method may use ("rationale", "answer", ...)
+    closed: bool = False  # the target is the path closed with the family's answer sentence (train.answer_sentence)
+
+
+def training_target(q: Question, text: str, answer_sentence: bool) -> tuple[str, bool]:
+    """The target a student learns for path ``text``: closed with the family's answer sentence when asked and
+    strict extraction finds no answer in it but lenient extraction does; and whether it was closed."""
+    if answer_sentence:
+        sentence = get_family(q.task).closing_sentence(text, q)
+        if sentence is not None:
+            return text.rstrip() + "\n" + sentence, True
+    return text, False
 
 
 @dataclass
@@ -101,6 +114,16 @@ class Method(ABC):
         self.students = students
         self.run = run
         self.opts: Any = method_spec(self.name).options.model_validate(dict(cfg.train.options))
+
+    def prompt(self, q: Question, prefix: str = "") -> str:
+        """The prompt of ``q`` under the run's prompt policy (``prompt``), after an optional task prefix."""
+        return prefix + question_prompt(q, self.cfg.prompt)
+
+    def path_example(self, q: Question, path: ReasoningPath, prefix: str = "") -> Example:
+        """The standard example: the question's prompt, the path as target (closed with the answer sentence
+        when ``train.answer_sentence`` asks and the path states no answer a strict reader finds)."""
+        target, closed = training_target(q, path.text, self.cfg.train.answer_sentence)
+        return Example(question=q, prompt=self.prompt(q, prefix), target=target, path=path, closed=closed)
 
     @property
     def module_lr(self) -> float:

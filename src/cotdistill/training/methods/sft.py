@@ -15,11 +15,6 @@ from cotdistill.tasks import get_family
 from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo
 
 
-def path_example(q: Question, path: ReasoningPath, prefix: str = "") -> Example:
-    """The standard example: the question's student prompt, the path text as target."""
-    return Example(question=q, prompt=prefix + get_family(q.task).student_prompt(q), target=path.text, path=path)
-
-
 class _SFT(Method):
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
         losses: dict[str, torch.Tensor] = {}
@@ -40,7 +35,9 @@ class SFTMulti(_SFT):
     name = "sft-multi"
 
     def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
-        return [path_example(questions[p.question_id], p) for p in paths if is_kept(p) and p.question_id in questions]
+        return [
+            self.path_example(questions[p.question_id], p) for p in paths if is_kept(p) and p.question_id in questions
+        ]
 
 
 class SFTSingle(_SFT):
@@ -56,7 +53,7 @@ class SFTSingle(_SFT):
                 continue
             if (teacher is None or p.teacher == teacher) and (style is None or p.style == style):
                 chosen[p.question_id] = p
-        return [path_example(questions[qid], p) for qid, p in chosen.items()]
+        return [self.path_example(questions[qid], p) for qid, p in chosen.items()]
 
 
 class StepByStep(Method):
@@ -77,8 +74,8 @@ class StepByStep(Method):
                 continue
             q = questions[p.question_id]
             fam = get_family(q.task)
-            out.append(path_example(q, p, rp))
-            out.append(Example(q, ap + fam.student_prompt(q), fam.format_answer(q.gold), path=p, kind="answer"))
+            out.append(self.path_example(q, p, rp))
+            out.append(Example(q, self.prompt(q, ap), fam.format_answer(q.gold), path=p, kind="answer"))
         return out
 
     def compute(self, batch: Batch, info: StepInfo) -> Computed:

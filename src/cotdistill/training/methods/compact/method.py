@@ -110,8 +110,7 @@ class CompactMethod(Method):
                 continue
             if not self.opts.unfiltered and not is_kept(p):
                 continue
-            prompt = get_family(q.task).student_prompt(q)
-            by_q[q.id].append(Example(question=q, prompt=prompt, target=p.text, path=p))
+            by_q[q.id].append(self.path_example(q, p))
         return [ex for qid in by_q for ex in by_q[qid]]
 
     # -- adaptability helpers -------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
 from cotdistill.records import Question, ReasoningPath, is_kept
 from cotdistill.rundir import RunDir
-from cotdistill.tasks import get_family
 from cotdistill.training.methods.base import (
     Batch,
     Computed,
@@ -116,7 +115,7 @@ class QRDistill(Method):
                 continue
             if self.opts.filter and not is_kept(p):
                 continue
-            out.append(Example(question=q, prompt=get_family(q.task).student_prompt(q), target=p.text, path=p))
+            out.append(self.path_example(q, p))
         if self.opts.routing:
             todo = [e for e in out if e.path is not None and e.path.id not in self._emb]
             if todo:
