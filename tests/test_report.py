@@ -38,6 +38,7 @@ def make_full_run(root: Path) -> Path:
                         "accuracy": 0.42,
                         "n": 50,
                         "by_task": {"math": 0.4, "yesno": 0.5},
+                        "no_answer_rate": 0.04,
                         "truncation_rate": 0.1,
                     },
                     "llama-b": {
@@ -49,6 +50,21 @@ def make_full_run(root: Path) -> Path:
                 },
                 "ensembles": {"vote": 0.44, "logprob": 0.4},
                 "ensembles_by_task": {"vote": {"math": 0.45, "yesno": 0.4}},
+                "prompt": "core",
+                "base": {
+                    "gpt2-a": {
+                        "accuracy": 0.1,
+                        "n": 50,
+                        "by_task": {"math": 0.05, "yesno": 0.15},
+                        "no_answer_rate": 0.9,
+                        "truncation_rate": 0.5,
+                    }
+                },
+                "delta": {"gpt2-a": 0.32},
+                "probes": {
+                    "csqa": {"gpt2-a": {"before": {"accuracy": 0.3}, "after": {"accuracy": 0.26}, "drop": 0.04}}
+                },
+                "drift": {"gpt2-a": {"cka": 0.8123, "cosine": 0.9, "n": 40}},
             }
         )
     )
@@ -168,8 +184,11 @@ def test_full_report_sections_numbers_and_figures(tmp_path):
     assert "| qr-distill | 50.0 ± 0.0 | 32.5 ± 3.5 (n=2) |" in md
     assert "*ablation*" in md and "| qr-distill w/o QF | 45.0 ± 0.0 (n=1) |" in md
     # accuracy with ensembles and per-task; filter per teacher and reason; compact mean weight; config
-    assert "| gpt2-a | student | 42.0% | 50 | 40.0% | 50.0% | 10.0% |" in md
-    assert "| ensemble: vote | ensemble | 44.0% |  | 45.0% | 40.0% |  |" in md
+    assert "| gpt2-a | 10.0% | 42.0% | +32.0 | 90.0% -> 4.0% | 10.0% | 50 |" in md  # base -> distilled
+    assert "| llama-b | - | 36.0% | - | - | 0.0% | 50 |" in md  # no base row, no no-answer rate: shown as such
+    assert "| ensemble: vote | - | 44.0% | - | - | - |  |" in md
+    assert "| gpt2-a | math | 5.0% | 40.0% |" in md and "| ensemble: vote | yesno | - | 40.0% |" in md
+    assert "| csqa | gpt2-a | 30.0% | 26.0% | +4.0 |" in md and "| gpt2-a | 0.812 | 0.900 | 40 |" in md
     assert "| beta | 60 | 30 | 50.0% |" in md and "| wrong_answer | 25 | 62.5% |" in md
     assert "| alpha | 60 | 0.690 | 0.900 | 0.100 | 1.200 |" in md
     assert "method: qr-distill" in md and "method: qr-distill" in page

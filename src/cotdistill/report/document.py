@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -50,6 +51,11 @@ class Section:
     source: str  # the run file it comes from
     parts: list[Part] = field(default_factory=list)
     present: bool = True
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal ("-" for none)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
 def fig_png(draw: Callable[[Any], None], width: float = 8.0, height: float = 4.0) -> bytes:

@@ -11,57 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from cotdistill.io import iter_objects
-from cotdistill.report.document import Figure, Part, Pre, Section, Table, Text, fig_png
+from cotdistill.report.accuracy import accuracy_section
+from cotdistill.report.document import Figure, Part, Pre, Section, Table, Text, fig_png, pct
 from cotdistill.results import BenchResult
 from cotdistill.rundir import RunDir
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
 def _skipped_note(skipped: list[int], path: Path) -> list[Part]:
     return [Text(f"{skipped[0]} line(s) of {path.name} did not parse and were skipped.")] if skipped[0] else []
 
 
-def accuracy_section(sec: Section, path: Path) -> None:
-    m = json.loads(path.read_text(encoding="utf-8"))
-    students: dict[str, Any] = m.get("students", {})
-    ens: dict[str, float] = m.get("ensembles", {}) or {}
-    ens_task: dict[str, dict[str, float]] = m.get("ensembles_by_task", {}) or {}
-    tasks = sorted({t for s in students.values() for t in s.get("by_task", {})})
-    rows = []
-    for name, s in students.items():
-        bt = s.get("by_task", {})
-        rows.append(
-            [name, "student", _pct(s.get("accuracy")), str(s.get("n", "")), *[_pct(bt.get(t)) for t in tasks]]
-            + [_pct(s.get("truncation_rate"))]
-        )
-    for name, acc in ens.items():
-        bt = ens_task.get(name, {})
-        rows.append([f"ensemble: {name}", "ensemble", _pct(acc), "", *[_pct(bt.get(t)) for t in tasks], ""])
-    sec.parts.append(Text(f"Greedy zero-shot accuracy on the '{m.get('split', '?')}' split."))
-    sec.parts.append(Table(["model", "kind", "accuracy", "n", *tasks, "truncated"], rows))
-    labels = list(students) + [f"ensemble: {e}" for e in ens]
-    values = [students[s].get("accuracy", 0.0) for s in students] + [ens[e] for e in ens]
-    if labels:
-
-        def draw(fig: Any) -> None:
-            ax = fig.add_subplot()
-            colors = ["#4c72b0"] * len(students) + ["#dd8452"] * len(ens)
-            ax.barh(labels[::-1], [100 * v for v in values][::-1], color=colors[::-1])
-            ax.set_xlim(0, 100)
-            ax.set_xlabel("accuracy (%)")
-            for i, v in enumerate(values[::-1]):
-                ax.text(100 * v + 1, i, f"{100 * v:.1f}", va="center", fontsize=8)
-
-        sec.parts.append(Figure("accuracy", fig_png(draw, 8, 0.5 + 0.45 * len(labels)), "Accuracy per model"))
-
-
 def filter_section(sec: Section, path: Path) -> None:
     st = json.loads(path.read_text(encoding="utf-8"))
     total, kept = int(st.get("total", 0)), int(st.get("kept", 0))
-    sec.parts.append(Text(f"Kept {kept} of {total} paths ({_pct(kept / total if total else None)})."))
+    sec.parts.append(Text(f"Kept {kept} of {total} paths ({pct(kept / total if total else None)})."))
     groups: dict[str, dict[str, Any]] = {}
     for key, label in (("by_teacher", "teacher"), ("by_style", "style")):
         d = st.get(key) or {}
@@ -72,7 +35,7 @@ def filter_section(sec: Section, path: Path) -> None:
                     k,
                     str(v.get("total", 0)),
                     str(v.get("kept", 0)),
-                    _pct(v["kept"] / v["total"] if v.get("total") else None),
+                    pct(v["kept"] / v["total"] if v.get("total") else None),
                 ]
                 for k, v in d.items()
             ]
@@ -81,7 +44,7 @@ def filter_section(sec: Section, path: Path) -> None:
     if reasons:
         rejected = sum(reasons.values())
         rows = [
-            [r, str(n), _pct(n / rejected if rejected else None)]
+            [r, str(n), pct(n / rejected if rejected else None)]
             for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])
         ]
         sec.parts.append(Table(["reject reason", "paths", "share of rejected"], rows, caption="rejections"))
@@ -137,7 +100,7 @@ def routing_section(sec: Section, path: Path) -> None:
             row = [str(e), st]
             for s in students:
                 n, g = rates[s].get(e, {}).get(st, (0, 0))
-                row.append(_pct(g / n) if n else "-")
+                row.append(pct(g / n) if n else "-")
             rows.append(row)
     sec.parts.append(Table(["epoch", "style", *students], rows))
 
