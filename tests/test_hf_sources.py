@@ -262,6 +262,26 @@ def test_arc_numeric_labels_become_letters_by_position(tmp_path: Path):
     assert get_family("choice").is_correct("The sun powers it. The answer is (B).", dev)
 
 
+def test_a_run_config_names_the_source_recipe_and_splits(tmp_path: Path):
+    """``questions.source: hf:...`` with ``options`` in a config file: a copy whose path says nothing."""
+    repo = saved(tmp_path / "copy", {"train": ARC_ROWS[:1], "validation": ARC_ROWS[1:2], "test": ARC_ROWS[2:]})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"questions:\n  source: 'hf:{repo}'\n  train: 5\n  dev: 5\n  test: 5\n"
+        "  options: {recipe: arc_challenge, splits: {train: [train, validation], dev: null, test: test}}\n"
+    )
+    run = tmp_path / "run"
+    proc = run_cli("questions", "--out", str(run), "-c", str(cfg), env={"HF_HOME": str(tmp_path / "hf-home")})
+    assert proc.returncode == 0, proc.stderr
+    qs = list(read_questions(run / "questions.jsonl"))
+    assert [(q.id, q.split, q.gold) for q in qs] == [
+        ("arc_challenge-train-0", "train", "B"),
+        ("arc_challenge-validation-0", "train", "B"),
+        ("arc_challenge-test-0", "test", "E"),
+        ("arc_challenge-test-1", "test", "A"),
+    ]
+
+
 def test_arc_answer_key_outside_the_labels(tmp_path: Path):
     repo = saved(tmp_path / "ai2_arc", {"train": [{**ARC_ROWS[1], "answerKey": "5"}]})
     with pytest.raises(InputError, match=r"\[train\]:0: field 'answerKey': '5' is not one of the option labels"):
@@ -295,6 +315,7 @@ def test_strategyqa_bool_answers_facts_list_or_string_and_recipe_override(tmp_pa
 
 # ---------------------------------------------------------------- ANLI (facebook/anli: train_r1 ... test_r3)
 
+NLI = ["entailment", "neutral", "contradiction"]
 ANLI_FEATURES = Features(
     {"uid": Value("string"), "premise": Value("string"), "hypothesis": Value("string"),
      "label": ClassLabel(names=["entailment", "neutral", "contradiction"]), "reason": Value("string")}
@@ -338,6 +359,11 @@ def test_anli_rounds_classlabel_and_split_override(tmp_path: Path):
     }  # fmt: skip
     with pytest.raises(CotdistillError, match="splits.test: the dataset has no split 'test_r4'.*train_r1"):
         list(load_source(f"hf:{repo}", ALL, options={"splits": {"test": "test_r4"}}))
+    # the same nine splits written by save_to_disk keep their names (load_dataset would merge them into three)
+    disk = saved(tmp_path / "saved" / "anli", splits, features=ANLI_FEATURES)
+    qs = list(load_source(f"hf:{disk}", {"train": 0, "dev": 0, "test": 6}))
+    assert [q.id for q in qs] == [f"anli-test_r{k}-{i}" for k in (1, 2, 3) for i in range(2)]
+    assert [q.gold for q in qs] == [NLI[(i + k) % 3] for k in (1, 2, 3) for i in range(2)]
 
 
 def test_anli_int_labels_from_plain_json_and_bad_label(tmp_path: Path):
@@ -483,3 +509,15 @@ def test_a_hub_name_offline_is_one_line_exit_2(tmp_path: Path, env: dict[str, st
     assert "'openai/gsm8k' is a Hugging Face Hub dataset and cannot be reached offline" in line
     assert why in line and "save_to_disk" in line and "questions.options.recipe=gsm8k" in line
     assert not (run / "questions.jsonl").exists()
+
+
+def test_every_recipe_is_in_the_readme_table():
+    from cotdistill.sources.hf_recipes import RECIPES
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| recipe | hub ids |", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines() if line.startswith("| `")}
+    assert len(rows) == len(RECIPES)
+    for r in RECIPES:
+        assert r.name in rows, r.name
+        assert f"`{r.hub[0]}`" in rows[r.name] and f"| {r.task} |" in rows[r.name], r.name

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from cotdistill.errors import CotdistillError, InputError
 from cotdistill.records import Question
 from cotdistill.sources import SourceRequest, register_source
@@ -173,23 +175,32 @@ def split_plan(recipe: Recipe, options: dict[str, Any], available: list[str]) ->
     return plan
 
 
-def _row_question(recipe: Recipe, label: str, split: str, index: int, row: dict[str, Any], prefix: str, ours: str):
+def _row_question(
+    recipe: Recipe, label: str, split: str, index: int, row: dict[str, Any], prefix: str, ours: str
+) -> Question | None:
+    """Row ``index`` of the dataset's ``split`` as a question of our split ``ours`` (None: a row with no gold)."""
     try:
         parsed = recipe.row(row)
     except RowError as e:
         raise InputError(f"{label}[{split}]", e.message, line=index, field=e.field) from None
     if parsed is None:
         return None
-    return Question(
-        id=f"{prefix}-{split}-{index}",
-        task=recipe.task,
-        question=parsed.question,
-        choices=parsed.choices,
-        gold=parsed.gold,
-        source=label,
-        split=ours,  # type: ignore[arg-type]
-        metadata={"hf_split": split, "hf_row": index, **{k: v for k, v in parsed.metadata.items() if v is not None}},
-    )
+    meta = {"hf_split": split, "hf_row": index, **{k: v for k, v in parsed.metadata.items() if v is not None}}
+    try:
+        return Question(
+            id=f"{prefix}-{split}-{index}",
+            task=recipe.task,
+            question=parsed.question,
+            choices=parsed.choices,
+            gold=parsed.gold,
+            source=label,
+            split=ours,  # type: ignore[arg-type]
+            metadata=meta,
+        )
+    except ValidationError as e:  # e.g. metadata a row holds that JSON cannot: one line, not a traceback
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        raise InputError(f"{label}[{split}]", err.get("msg", "invalid"), line=index, field=where) from None
 
 
 def _decoded(ds: Any) -> Iterator[dict[str, Any]]:

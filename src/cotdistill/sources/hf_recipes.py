@@ -55,7 +55,6 @@ class Recipe:
     splits: dict[str, tuple[str, ...]]  # our split -> the dataset's splits, read in order
     row: RowFn
     config: str | None = None  # the config a hub id gets when none is given
-    gold: str = ""  # how the gold answer is normalised (the README's recipes table)
     unlabelled: str = ""  # said when a whole split has no gold answer
 
 
@@ -253,47 +252,36 @@ def csqa_row(row: dict[str, Any]) -> Parsed | None:
 
 
 _TT = {"train": ("train",), "test": ("test",)}
+_ANLI = {s: tuple(f"{s}_r{k}" for k in (1, 2, 3)) for s in ("train", "dev", "test")}
 RECIPES: tuple[Recipe, ...] = (
-    Recipe(
-        "gsm8k", "math", ("openai/gsm8k", "gsm8k"), _TT, gsm8k_row, "main",
-        "text after the last `#### `, commas removed",
-    ),
-    Recipe(
-        "svamp", "math", ("ChilleD/SVAMP", "svamp", "kinit/svamp", "tongyx361/svamp"), _TT, svamp_row, None,
-        "`Answer` (string or float) as a number: `145.0` -> `145`",
-    ),
+    Recipe("gsm8k", "math", ("openai/gsm8k", "gsm8k"), _TT, gsm8k_row, config="main"),
+    Recipe("svamp", "math", ("ChilleD/SVAMP", "svamp", "kinit/svamp", "tongyx361/svamp"), _TT, svamp_row),
     Recipe(
         "math", "math",
         ("EleutherAI/hendrycks_math", "DigitalLearningGmbH/MATH-lighteval", "hendrycks_math", "competition_math"),
-        _TT, math_row, None, "the solution's last `\\boxed{}` (braces matched)",
+        _TT, math_row,
     ),
-    Recipe("math500", "math", ("HuggingFaceH4/MATH-500", "MATH-500"), {"test": ("test",)}, math_row, None, "`answer`"),
+    Recipe("math500", "math", ("HuggingFaceH4/MATH-500", "MATH-500"), {"test": ("test",)}, math_row),
     Recipe(
         "arc_challenge", "choice", ("allenai/ai2_arc", "ai2_arc"),
-        {"train": ("train",), "dev": ("validation",), "test": ("test",)}, arc_row, "ARC-Challenge",
-        "`answerKey` -> the letter of its position among `choices.label` (`\"2\"` -> `B`)",
+        {"train": ("train",), "dev": ("validation",), "test": ("test",)}, arc_row, config="ARC-Challenge",
     ),
     Recipe(
         "strategyqa", "yesno", ("ChilleD/StrategyQA", "tasksource/strategy-qa", "metaeval/strategy-qa", "StrategyQA"),
-        _TT, strategyqa_row, None, "`answer` true/false -> yes/no",
+        _TT, strategyqa_row,
     ),
-    Recipe(
-        "anli", "label", ("facebook/anli", "anli"),
-        {s: tuple(f"{p}_r{k}" for k in (1, 2, 3)) for s, p in (("train", "train"), ("dev", "dev"), ("test", "test"))},
-        anli_row, None, "`label` 0/1/2 -> entailment/neutral/contradiction",
-    ),
+    Recipe("anli", "label", ("facebook/anli", "anli"), _ANLI, anli_row),
     Recipe(
         "bbh_date", "choice", ("lukaemon/bbh", "SaylorTwift/bbh", "bbh"), {"test": ("test",)}, bbh_date_row,
-        "date_understanding", "`target` `(B)` -> `B`; options parsed from `input`",
+        config="date_understanding",
     ),
     Recipe(
         "bigbench_date", "choice", ("tasksource/bigbench", "bigbench"), {"train": ("train",), "test": ("validation",)},
-        bigbench_date_row, "date_understanding", "the letter of the option scored 1 in `multiple_choice_scores`",
+        bigbench_date_row, config="date_understanding",
     ),
     Recipe(
         "csqa", "choice", ("tau/commonsense_qa", "commonsense_qa"), {"train": ("train",), "test": ("validation",)},
-        csqa_row, None, "`answerKey` (a letter; rows with an empty key are skipped)",
-        "CommonsenseQA's test split has no answers (empty answerKey): use validation",
+        csqa_row, unlabelled="CommonsenseQA's test split has no answers (empty answerKey): use validation",
     ),
 )  # fmt: skip
 BY_NAME = {r.name: r for r in RECIPES}
