@@ -37,7 +37,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override:
 def questions_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="run directory to write questions.jsonl into")],
     source: Annotated[
-        str | None, typer.Option(help="lab:arith,date,compare | rg:NAME[,NAME] | file:PATH (default: config)")
+        str | None,
+        typer.Option(help="lab:arith,date,compare | rg:NAME[,NAME] | file:PATH | hf:NAME[:CONFIG] (default: config)"),
     ] = None,
     train: Annotated[int | None, typer.Option(help="training questions")] = None,
     dev: Annotated[int | None, typer.Option(help="dev questions")] = None,
