@@ -486,6 +486,12 @@ def test_a_single_saved_dataset_and_unknown_options(tmp_path: Path):
         list(load_source(f"hf:{tmp_path / 'nope' / 'gsm8k'}", ALL))
 
 
+NO_OFFLINE_FLAGS_NOR_PROXIES = (
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+)  # fmt: skip
+
+
 def _cli_with_timeout(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HOME": str(tmp_path / "hf-home"), **env}
     cmd = [sys.executable, "-m", "cotdistill.cli", *args]
@@ -497,7 +503,10 @@ def _cli_with_timeout(tmp_path: Path, env: dict[str, str], *args: str) -> subpro
     ("env", "why"),
     [
         ({"HF_HUB_OFFLINE": "1"}, "offline mode: HF_HUB_OFFLINE is set"),
-        ({"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9"}, "no connection to 127.0.0.1"),
+        (
+            {"HF_ENDPOINT": "http://127.0.0.1:9", **dict.fromkeys(NO_OFFLINE_FLAGS_NOR_PROXIES, "")},
+            "no connection to 127.0.0.1",  # online mode, nothing listening: the 3 s probe, not ~24 s of retries
+        ),
     ],
 )
 def test_a_hub_name_offline_is_one_line_exit_2(tmp_path: Path, env: dict[str, str], why: str):
