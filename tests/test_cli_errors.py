@@ -150,6 +150,107 @@ def test_import_qr_distill_bad_lines(tmp_path: Path, line2: str, needles: tuple[
     _assert_nothing_written(tmp_path / "run")
 
 
+# ---------------------------------------------------------------- import --split / --append
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def _two_file_run(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """A run made of a training file (with paths) and an appended dev set (questions only), via the CLI."""
+    run = tmp_path / "run"
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    train = _write_mcc(tmp_path / "train.json", [GOOD_ITEM, {**GOOD_ITEM, "output": ["3 + 2 = 5.", "5"]}])
+    dev = _write_mcc(tmp_path / "a" / "svamp-dev.json", [{**GOOD_ITEM, "output": ""}] * 3, indent=1)
+    assert run_cli("import", "mcc-kd", str(train), "--out", str(run)).returncode == 0
+    proc = run_cli("import", "mcc-kd", str(dev), "--out", str(run), "--split", "test", "--append")
+    assert proc.returncode == 0, proc.stderr
+    assert f"appended 3 questions and 0 paths into {run} (split test)" in proc.stdout
+    return run, _snapshot(run)
+
+
+def test_append_happy_path_through_the_cli(tmp_path: Path):
+    run, files = _two_file_run(tmp_path)
+    assert set(files) == {"questions.jsonl", "paths.jsonl"}
+    qs = [json.loads(line) for line in files["questions.jsonl"].decode().splitlines()]
+    assert [(q["id"], q["split"]) for q in qs] == [
+        ("train-0", "train"), ("train-1", "train"), ("svamp-dev-0", "test"), ("svamp-dev-1", "test"),
+        ("svamp-dev-2", "test"),
+    ]  # fmt: skip
+    assert len(files["paths.jsonl"].decode().splitlines()) == 3
+
+
+def test_append_duplicate_ids_name_both_files_and_leave_the_run_as_it_was(tmp_path: Path):
+    run, before = _two_file_run(tmp_path)
+    # another file with the same stem: its ids collide with the first dev set's
+    clash = _write_mcc(tmp_path / "b" / "svamp-dev.json", [GOOD_ITEM, GOOD_ITEM], indent=1)
+    line = _user_error_line(run_cli("import", "mcc-kd", str(clash), "--out", str(run), "--append"))
+    assert line.startswith(f"error: {clash}:2: field 'id': duplicate question id 'svamp-dev-0' ")
+    assert f"(already in {run / 'questions.jsonl'}:3)" in line
+    assert "a file named 'svamp-dev' is already in the run" in line
+    assert _snapshot(run) == before
+    # a real collision of explicit ids (qr-distill rows carry their own)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    row = {"gold_answer": "1", "responses": ["The answer is 1."], "question": "q"}
+    a.write_text(json.dumps({**row, "id": "x1"}) + "\n" + json.dumps({**row, "id": "x2"}) + "\n")
+    b.write_text(json.dumps({**row, "id": "y"}) + "\n" + json.dumps({**row, "id": "x2"}) + "\n")
+    run2 = tmp_path / "run2"
+    assert run_cli("import", "qr-distill", str(a), "--out", str(run2)).returncode == 0
+    before2 = _snapshot(run2)
+    line = _user_error_line(run_cli("import", "qr-distill", str(b), "--out", str(run2), "--append"))
+    assert f"{b}:2: field 'id': duplicate question id 'x2' (already in {run2 / 'questions.jsonl'}:2)" in line
+    assert "named" not in line and _snapshot(run2) == before2
+
+
+def test_a_failed_append_leaves_the_run_byte_for_byte(tmp_path: Path):
+    run, before = _two_file_run(tmp_path)
+    items = [GOOD_ITEM] * 4 + [{"instruction": "x", "output": ["ok"], "label": None}]  # bad only at the very end
+    bad = _write_mcc(tmp_path / "late-error.json", items, indent=1)
+    _assert_user_error(
+        run_cli("import", "mcc-kd", str(bad), "--out", str(run), "--append"), "late-error.json:", "'label'"
+    )
+    assert _snapshot(run) == before  # nothing appended, no temp files left
+    dup = _write_mcc(tmp_path / "dup.json", [GOOD_ITEM], indent=1)
+    assert run_cli("import", "mcc-kd", str(dup), "--out", str(run), "--append").returncode == 0
+    _assert_user_error(run_cli("import", "mcc-kd", str(dup), "--out", str(run), "--append"), "'dup-0'", "already in")
+    assert _snapshot(run)["paths.jsonl"].startswith(before["paths.jsonl"])
+
+
+def test_append_needs_an_existing_run_and_split_must_be_known(tmp_path: Path):
+    src = _write_mcc(tmp_path / "ok.json", [GOOD_ITEM])
+    proc = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "run"), "--append")
+    _assert_user_error(proc, "--append:", "questions.jsonl does not exist")
+    _assert_nothing_written(tmp_path / "run")
+    proc = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "run"), "--split", "validation")
+    _assert_user_error(proc, "--split: unknown split 'validation'", "train, dev, test")
+    _assert_nothing_written(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("item", "needles"),
+    [
+        ({"instruction": "Cats? no options here", "label": "A"}, ("'instruction'", "no options")),
+        (
+            {"instruction": "Cats? Answer Choices:\nA. x\nB. y\n", "label": "C"},
+            ("'label'", "'C' is not one of the 2 options A-B"),
+        ),
+    ],
+)
+def test_import_choice_errors_name_line_and_field(tmp_path: Path, item: dict, needles: tuple[str, ...]):
+    ok = {"instruction": "Ok? Answer Choices:\nA. x\nB. y\n", "output": "", "label": "A"}
+    src = _write_mcc(tmp_path / "csqa.json", [ok, {**item, "output": ""}], indent=1)
+    line = next(i for i, ln in enumerate(src.read_text().splitlines(), 1) if ln == " {" and i > 2)
+    proc = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "run"), "--task", "choice")
+    _assert_user_error(proc, f"csqa.json:{line}:", *needles)
+    _assert_nothing_written(tmp_path / "run")
+
+
+def _user_error_line(proc) -> str:
+    return _assert_user_error(proc)
+
+
 # ---------------------------------------------------------------- questions --source FILE.jsonl
 
 Q1 = '{"question": "1 + 1?", "answer": "2"}'

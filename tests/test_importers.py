@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cotdistill.config import STYLES
 from cotdistill.records import read_paths, read_questions
 from cotdistill.sources.importers import ImportOptions, run_import
@@ -60,3 +62,75 @@ def test_qr_distill_six_styles_and_reference_flags(tmp_path: Path):
     assert [p.answer for p in ps] == ["contradiction"] + ["neutral"] * 5
     assert ps[0].metadata == {"reference_pred": "contradiction", "reference_correct": False}
     assert ps[3].prompt == "prompt 3" and ps[3].id == "a1|ref|program|0"
+
+
+# ---------------------------------------------------------------- splits, --append, choice questions
+
+CSQA_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mcckd-dev" / "csqa-dev.json"
+
+
+def _mcc(path: Path, items: list[dict]) -> Path:
+    path.write_text(json.dumps(items, indent=1), encoding="utf-8")
+    return path
+
+
+def test_split_and_append_add_questions_and_paths(tmp_path: Path):
+    run = tmp_path / "run"
+    train = _mcc(tmp_path / "train.json", [{"instruction": f"{k} + 1?", "output": [f"{k} + 1 = {k + 1}."] * 2,
+                                            "label": k + 1} for k in range(3)])  # fmt: skip
+    dev = _mcc(
+        tmp_path / "svamp-dev.json", [{"instruction": f"{k} + 2?", "output": "", "label": k + 2} for k in range(2)]
+    )
+    more = _mcc(tmp_path / "more.json", [{"instruction": "9 + 1?", "output": ["9 + 1 = 10."], "label": 10}])
+    assert run_import("mcc-kd", train, run, ImportOptions()) == (3, 6)
+    paths_before = (run / "paths.jsonl").read_bytes()
+    assert run_import("mcc-kd", dev, run, ImportOptions(split="test", append=True)) == (2, 0)  # questions only
+    assert (run / "paths.jsonl").read_bytes() == paths_before  # "" is no path: nothing added
+    assert run_import("mcc-kd", more, run, ImportOptions(split="dev", append=True, teacher="t2")) == (1, 1)
+    qs = list(read_questions(run / "questions.jsonl"))
+    assert [(q.id, q.split) for q in qs] == [
+        ("train-0", "train"), ("train-1", "train"), ("train-2", "train"),
+        ("svamp-dev-0", "test"), ("svamp-dev-1", "test"), ("more-0", "dev"),
+    ]  # fmt: skip
+    ps = list(read_paths(run / "paths.jsonl"))
+    assert len(ps) == 7 and ps[-1].question_id == "more-0" and ps[-1].teacher == "t2"
+    assert (run / "paths.jsonl").read_bytes().startswith(paths_before)
+    # without --append an import replaces both files
+    assert run_import("mcc-kd", more, run, ImportOptions(split="test")) == (1, 1)
+    assert [(q.id, q.split) for q in read_questions(run / "questions.jsonl")] == [("more-0", "test")]
+    assert len(list(read_paths(run / "paths.jsonl"))) == 1
+
+
+def test_choice_items_take_their_options_out_of_the_instruction(tmp_path: Path):
+    items = [
+        {"instruction": "What could cats do if they were taller? Answer Choices:\nA. annoy\nB. eat meat\n"
+         "C. open doors\nD. need food\nE. jog\n", "output": "", "label": "C"},
+        {"instruction": "Where is Paris?\nAnswer Choices:\n(A) France\n(B) Peru\n", "output": "Paris is in France. (A)",
+         "label": "A"},
+        {"instruction": "Pick one: Answer Choices: (A) red (B) blue (C) green", "output": "", "label": "(c)"},
+    ]  # fmt: skip
+    src = _mcc(tmp_path / "csqa-dev.json", items)
+    assert run_import("mcc-kd", src, tmp_path / "run", ImportOptions(task="choice", split="test")) == (3, 1)
+    qs = list(read_questions(tmp_path / "run" / "questions.jsonl"))
+    assert [(q.question, q.choices, q.gold, q.task, q.split) for q in qs] == [
+        ("What could cats do if they were taller?", ["annoy", "eat meat", "open doors", "need food", "jog"], "C",
+         "choice", "test"),
+        ("Where is Paris?", ["France", "Peru"], "A", "choice", "test"),
+        ("Pick one:", ["red", "blue", "green"], "C", "choice", "test"),
+    ]  # fmt: skip
+    (p,) = read_paths(tmp_path / "run" / "paths.jsonl")
+    assert p.answer == "A" and p.question_id == "csqa-dev-1"
+
+
+def test_the_real_csqa_dev_set_imports_as_choice_questions(tmp_path: Path):
+    if not CSQA_SHARED.exists():
+        pytest.skip(f"real data not available: {CSQA_SHARED} is absent (../shared is not beside this checkout)")
+    assert run_import("mcc-kd", CSQA_SHARED, tmp_path / "run", ImportOptions(task="choice", split="test")) == (1221, 0)
+    qs = list(read_questions(tmp_path / "run" / "questions.jsonl"))
+    assert all(q.choices and len(q.choices) == 5 and q.gold in "ABCDE" for q in qs)
+    assert all("Answer Choices" not in q.question for q in qs)
+    assert (qs[0].question, qs[0].choices[2], qs[0].gold) == (
+        "What could cats do if they were taller?",
+        "open doors",
+        "C",
+    )

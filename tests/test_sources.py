@@ -115,6 +115,23 @@ def test_choices_as_json_string_in_csv(tmp_path: Path):
     assert q.choices == ["x", "y"] and q.task == "choice"
 
 
+def test_choice_rows_without_a_choices_column_take_the_options_in_their_text(tmp_path: Path):
+    p = tmp_path / "csqa.jsonl"
+    rows = [
+        {
+            "question": "What could cats do if they were taller? Answer Choices:\nA. annoy\nB. open doors\n",
+            "answer": "B",
+        },
+        {"question": "Pick one", "answer": "A", "choices": ["x", "y"]},
+    ]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a, b = load_source(str(p), COUNTS, task="choice")
+    assert (a.question, a.choices) == ("What could cats do if they were taller?", ["annoy", "open doors"])
+    assert (b.question, b.choices) == ("Pick one", ["x", "y"])  # a choices column wins
+    (m,) = load_source(str(p), {"train": 1}, task="math")  # other families keep the text as it is
+    assert m.question == rows[0]["question"] and m.choices is None
+
+
 def test_json_wrapped_in_data_key(tmp_path: Path):
     p = tmp_path / "w.json"
     p.write_text(json.dumps({"data": [{"question": "a?", "answer": "1"}, {"question": "b?", "answer": "2"}]}))

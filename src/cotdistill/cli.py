@@ -37,7 +37,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override:
 def questions_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="run directory to write questions.jsonl into")],
     source: Annotated[
-        str | None, typer.Option(help="lab:arith,date,compare | rg:NAME[,NAME] | file:PATH (default: config)")
+        str | None,
+        typer.Option(help="lab:arith,date,compare | rg:NAME[,NAME] | file:PATH | hf:NAME[:CONFIG] (default: config)"),
     ] = None,
     train: Annotated[int | None, typer.Option(help="training questions")] = None,
     dev: Annotated[int | None, typer.Option(help="dev questions")] = None,
@@ -75,14 +76,18 @@ def import_cmd(
     task: Annotated[str | None, typer.Option(help="task family (default: from the data, else math)")] = None,
     teacher: Annotated[str, typer.Option(help="teacher name recorded on the paths")] = "teacher",
     style: Annotated[str | None, typer.Option(help="style recorded on the paths")] = None,
+    split: Annotated[str, typer.Option(help="split recorded on every question: train | dev | test")] = "train",
+    append: Annotated[bool, typer.Option("--append", help="add to the run's questions and paths")] = False,
 ) -> None:
     """Import an existing multi-path dataset into RUN/questions.jsonl + RUN/paths.jsonl."""
     from cotdistill.lock import acquire_run_lock
     from cotdistill.sources.importers import ImportOptions, run_import
 
     acquire_run_lock(out_dir, "import")
-    nq, np_ = run_import(fmt, src, out_dir, ImportOptions(task=task, teacher=teacher, style=style))
-    out.print(f"imported {nq} questions and {np_} paths into {out_dir}", soft_wrap=True)
+    opts = ImportOptions(task=task, teacher=teacher, style=style, split=split, append=append)
+    nq, np_ = run_import(fmt, src, out_dir, opts)
+    verb = "appended" if append else "imported"
+    out.print(f"{verb} {nq} questions and {np_} paths into {out_dir} (split {split})", soft_wrap=True)
 
 
 @app.command("inspect")

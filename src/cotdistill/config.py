@@ -24,13 +24,18 @@ class Section(BaseModel):
 class QuestionsConfig(Section):
     """Where questions come from and how many of each split."""
 
-    source: str = Field("lab:arith,date,compare", description="lab:TASKS | rg:NAME[,NAME] | file:PATH")
+    source: str = Field(
+        "lab:arith,date,compare", description="lab:TASKS | rg:NAME[,NAME] | file:PATH | hf:NAME[:CONFIG]"
+    )
     task: str | None = Field(None, description="task family override (math, choice, yesno, label)")
     train: int = Field(300, ge=0, description="number of training questions")
     dev: int = Field(50, ge=0, description="number of dev questions (checkpoint selection)")
     test: int = Field(100, ge=0, description="number of test questions (evaluation)")
     fields: dict[str, str] = Field(default_factory=dict, description="file sources: our field -> file column")
-    options: dict[str, Any] = Field(default_factory=dict, description="source-specific knobs (e.g. lab difficulty)")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="source-specific knobs (e.g. lab difficulty; hf: recipe, splits {ours: theirs}, field)",
+    )
 
 
 _LITERAL_KEY = re.compile(r"^(sk-|sk_|gsk_|xai-|hf_)[A-Za-z0-9_-]{8,}")

@@ -16,6 +16,7 @@ from cotdistill.errors import InputError
 from cotdistill.io import iter_json_lines
 from cotdistill.records import Question
 from cotdistill.sources import SourceRequest, register_source
+from cotdistill.sources.choices import split_choices
 from cotdistill.tasks import FAMILIES
 
 SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
@@ -111,7 +112,8 @@ def _decode(raw: bytes, path: Path, lineno: int | None) -> str:
 def row_to_question(
     row: dict[str, Any], path: Path, lineno: int, fields: dict[str, str], task: str | None, index: int
 ) -> Question:
-    """Map one row onto a :class:`Question` through ``fields`` (our name -> the file's column)."""
+    """Map one row onto a :class:`Question` through ``fields`` (our name -> the file's column); a choice row with no
+    choices column gets the options of an ``Answer Choices:`` / ``Options:`` block in its text."""
     m = {**DEFAULT_FIELDS, **fields}
     for required in ("question", "gold"):
         if m[required] not in row or row[m[required]] in (None, ""):
@@ -130,11 +132,14 @@ def row_to_question(
             choices = json.loads(choices)
         except json.JSONDecodeError:
             choices = [c.strip() for c in choices.split("|")]
+    question = row[m["question"]]
+    if fam == "choice" and choices is None and isinstance(question, str):  # options inside the text
+        question, choices = split_choices(question) or (question, None)
     known = set(m.values())
     data = {
         "id": str(row.get(m["id"]) or f"{path.stem}-{index}"),
         "task": fam,
-        "question": row[m["question"]],
+        "question": question,
         "choices": choices,
         "gold": row[m["gold"]] if not isinstance(row[m["gold"]], int | float) else str(row[m["gold"]]),
         "source": f"file:{path.name}",

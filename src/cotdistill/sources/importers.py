@@ -1,22 +1,33 @@
 """Importers of existing multi-path datasets into questions + paths.
 
-- ``mcc-kd``: a JSON array of ``{"instruction", "output": [path, ...] | "path", "label"}`` (MCC-KD's format).
+- ``mcc-kd``: a JSON array of ``{"instruction", "output": [path, ...] | "path", "label"}`` (MCC-KD's format; an
+  empty ``output`` means no path: MCC-KD's dev sets hold questions only).
 - ``qr-distill``: QR-Distill reference JSONL (``*.enriched.jsonl`` with ``prompts``, ``responses``, ``preds``,
   ``correct_flags``, ``gold_answer``; or ``*.correct.jsonl``, the same with only the correct responses).
+
+Every imported question carries the split given (``--split``). An import replaces the run's questions and paths, or
+with ``--append`` adds to them (test and probe sets next to the training file); either way the run's files change
+only when the whole source is valid and no question id is already taken.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from cotdistill.config import STYLES
 from cotdistill.errors import CotdistillError, InputError
 from cotdistill.records import Question, ReasoningPath, path_id
+from cotdistill.sources.choices import choice_gold, split_choices
 from cotdistill.sources.files import iter_rows
 from cotdistill.tasks import FAMILIES, get_family
+from cotdistill.tasks.choice import LETTERS
+
+SPLITS = ("train", "dev", "test")
 
 # QR-Distill dataset names -> task family
 DATASET_FAMILY = {
@@ -35,13 +46,18 @@ DATASET_FAMILY = {
 
 @dataclass
 class ImportOptions:
+    """How to import: task family override, the teacher and style recorded on the paths, the split recorded on
+    the questions, and whether to add to the run (``append``) instead of replacing its questions and paths."""
+
     task: str | None = None
     teacher: str = "teacher"
     style: str | None = None
     split: str = "train"
+    append: bool = False
 
 
-Item = tuple[Question, list[ReasoningPath]]
+# (the line the item starts on, its question, its paths)
+Item = tuple[int, Question, list[ReasoningPath]]
 Importer = Callable[[FsPath, ImportOptions], Iterator[Item]]
 
 
@@ -80,8 +96,27 @@ def _make_paths(
     return out
 
 
+def _choice_parts(instr: str, label: str, src: FsPath, line: int) -> tuple[str, list[str], str]:
+    """Question text, options and gold letter of a choice item whose options sit in its text (``Answer Choices:``)."""
+    parsed = split_choices(instr)
+    if parsed is None:
+        raise InputError(
+            src, "choice question with no options: expected an 'Answer Choices:' block of lines 'A. text'",
+            line=line, field="instruction",
+        )  # fmt: skip
+    text, choices = parsed
+    gold = choice_gold(label, choices)
+    if gold is None:
+        opts = f"{len(choices)} options A-{LETTERS[len(choices) - 1]}"
+        raise InputError(src, f"gold '{label}' is not one of the {opts}", line=line, field="label")
+    return text, choices, gold
+
+
 def import_mcc_kd(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
-    """MCC-KD JSON array: each item's ``output`` paths become paths of one teacher in one style."""
+    """MCC-KD JSON array: each item's ``output`` paths become paths of one teacher in one style.
+
+    An empty ``output`` (``""``) is no path; with ``task=choice`` the options are parsed out of the instruction.
+    """
     task = opts.task or "math"
     style = opts.style or "cot"
     for index, (i, row) in enumerate(iter_rows(src)):
@@ -97,18 +132,23 @@ def import_mcc_kd(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
             outs = [outs]
         if not isinstance(outs, list) or not all(isinstance(o, str) for o in outs):
             raise InputError(src, "expected a list of strings", line=i, field="output")
+        outs = [o for o in outs if o.strip()]  # "" is no path (MCC-KD's dev sets), never an empty path
         if not instr.strip():
             raise InputError(src, "empty question text", line=i, field="instruction")
+        text, choices, gold = instr.strip(), None, str(label)
+        if task == "choice":
+            text, choices, gold = _choice_parts(instr, gold, src, i)
         q = Question(
             id=f"{src.stem}-{index}",
             task=task,
-            question=instr.strip(),
-            gold=str(label),
+            question=text,
+            choices=choices,
+            gold=gold,
             source=f"mcc-kd:{src.name}",
             split=opts.split,  # type: ignore[arg-type]
         )
         n = len(outs)
-        yield q, _make_paths(q, outs, opts.teacher, [style] * n, [""] * n, [{} for _ in outs])
+        yield i, q, _make_paths(q, outs, opts.teacher, [style] * n, [""] * n, [{} for _ in outs])
 
 
 def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
@@ -154,6 +194,7 @@ def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
         extra = [{"reference_pred": p, "reference_correct": f} for p, f in zip(preds, flags, strict=False)]
         extra += [{} for _ in range(len(responses) - len(extra))]
         yield (
+            i,
             q,
             _make_paths(q, responses, opts.teacher, [str(s) for s in styles], [str(p) for p in prompts], extra),
         )
@@ -169,29 +210,35 @@ def get_importer(fmt: str) -> Importer:
 
 
 def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportOptions) -> tuple[int, int]:
-    """Import ``src`` into ``out_dir``'s questions.jsonl and paths.jsonl; both appear only if all of it is valid."""
+    """Import ``src`` into ``out_dir``'s questions.jsonl and paths.jsonl (replacing them, or after what they hold
+    with ``opts.append``); returns the questions and paths ``src`` added.
+
+    Both files are written in full to temp files first and renamed over the run's only when the whole source is
+    valid and none of its question ids is taken, so a failed import leaves the run byte for byte as it was.
+    """
     from cotdistill.rundir import RunDir
 
     importer = get_importer(fmt)
     if opts.task is not None:
         get_family(opts.task)
+    if opts.split not in SPLITS:
+        raise CotdistillError(f"--split: unknown split '{opts.split}' (use {', '.join(SPLITS)})")
     src = FsPath(src)
     run = RunDir.at(out_dir)
+    if opts.append and not run.questions.exists():
+        raise CotdistillError(f"--append: {run.questions} does not exist (import the first file without --append)")
+    taken = _taken_ids(run.questions) if opts.append else {}
     run.ensure()
     tmp_q, tmp_p = run.questions.with_suffix(".jsonl.importing"), run.paths.with_suffix(".jsonl.importing")
-    nq = np_ = 0
-    ids: set[str] = set()
     try:
-        with open(tmp_q, "w", encoding="utf-8") as fq, open(tmp_p, "w", encoding="utf-8") as fp:
-            for q, paths in importer(src, opts):
-                if q.id in ids:
-                    raise InputError(src, f"duplicate question id '{q.id}'", field="id")
-                ids.add(q.id)
-                fq.write(q.model_dump_json() + "\n")
-                nq += 1
-                for p in paths:
-                    fp.write(p.model_dump_json() + "\n")
-                    np_ += 1
+        with open(tmp_q, "wb") as fq, open(tmp_p, "wb") as fp:
+            if opts.append:
+                _copy_records(run.questions, fq)
+                _copy_records(run.paths, fp)
+            nq, np_ = _write_items(importer(src, opts), src, run.questions, taken, fq, fp)
+            for f in (fq, fp):
+                f.flush()
+                os.fsync(f.fileno())
         if nq == 0:
             raise InputError(src, "no questions found")
         tmp_q.replace(run.questions)
@@ -205,4 +252,61 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
     finally:
         tmp_q.unlink(missing_ok=True)
         tmp_p.unlink(missing_ok=True)
+    return nq, np_
+
+
+def _taken_ids(questions: FsPath) -> dict[str, tuple[int, str]]:
+    """Each question id of the run's questions.jsonl -> (its line, its source), every record validated."""
+    from cotdistill.io import iter_json_lines
+    from cotdistill.records import read_questions
+
+    for _ in read_questions(questions, allow_empty=True):  # a bad record fails here, naming its line and field
+        pass
+    return {str(obj.get("id")): (line, str(obj.get("source", ""))) for line, _, obj in iter_json_lines(questions)}
+
+
+def _copy_records(path: FsPath, out: BinaryIO) -> None:
+    """Copy ``path``'s bytes (when it exists) into ``out``, ending with a newline so appended records start a line."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, out)
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                out.write(b"\n")
+
+
+def _write_items(
+    items: Iterator[Item],
+    src: FsPath,
+    questions: FsPath,
+    taken: dict[str, tuple[int, str]],
+    fq: BinaryIO,
+    fp: BinaryIO,
+) -> tuple[int, int]:
+    """Write each item's question and paths; a question id already in the run (``taken``) or earlier in ``src``
+    is an error naming both places."""
+    seen: dict[str, int] = {}
+    nq = np_ = 0
+    for line, q, paths in items:
+        if q.id in taken:
+            where, source = taken[q.id]
+            hint = ""
+            if FsPath(source.partition(":")[2]).stem == src.stem:
+                hint = (
+                    f"; ids are '<file stem>-<index>' and a file named '{src.stem}' is already in the run "
+                    "(the same file again, or rename this one)"
+                )
+            raise InputError(
+                src, f"duplicate question id '{q.id}' (already in {questions}:{where}){hint}", line=line, field="id"
+            )
+        if q.id in seen:
+            raise InputError(src, f"duplicate question id '{q.id}' (also on line {seen[q.id]})", line=line, field="id")
+        seen[q.id] = line
+        fq.write((q.model_dump_json() + "\n").encode("utf-8"))
+        nq += 1
+        for p in paths:
+            fp.write((p.model_dump_json() + "\n").encode("utf-8"))
+            np_ += 1
     return nq, np_
