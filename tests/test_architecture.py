@@ -74,7 +74,8 @@ def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "STAGES", tuple(dataclasses.replace(s, run=fake(s.name)) for s in pipeline.STAGES))
     tiny = {"kind": "preset", "preset": "tiny-gpt2"}
-    cfg = load_config(None, [f"students=[{json.dumps({'name': 'a', **tiny})}, {json.dumps({'name': 'b', **tiny})}]"])
+    students = f"students=[{json.dumps({'name': 'a', **tiny})}, {json.dumps({'name': 'b', **tiny})}]"
+    cfg = load_config(None, [students, "eval.base=false"])
     run = RunDir.at(tmp_path / "bench").ensure()
     result = run_bench(run, cfg, [0, 1], log=lambda m: None)
     assert set(result.groups()) == {"methods", "ablations"}

@@ -157,3 +157,28 @@ def test_a_prompt_longer_than_the_models_positions_is_one_line(tmp_path):
     built = build_student(load_config(None, [f"students=[{json.dumps(TINY)}]"]).students[0], ["a b c 1 2 3"], None)
     with pytest.raises(CotdistillError, match="exceeds the model's 128 positions"):
         answer_questions(built.model, built.tokenizer, [Q], 120, policy="core")
+
+
+def test_the_bench_has_a_base_row_per_student_and_seed(tmp_path):
+    import yaml
+
+    from cotdistill.stages.bench import run_bench
+
+    root = write_succ_run(tmp_path / "run", n_train=12, n_dev=0)
+    (root / "questions.jsonl").write_text(
+        (root / "questions.jsonl").read_text().replace('"split":"train"', '"split":"test"', 4)
+    )  # four of the questions become the test split
+    (root / "paths.jsonl").write_bytes((root / "filtered.jsonl").read_bytes())  # as an import leaves them
+    cfg = {
+        "seed": 0, "prompt": "bare", "questions": {"source": "imported"}, "students": [TINY],
+        "filter": {"judge": {"kind": "none"}, "consensus": {"enabled": False}},
+        "train": {"epochs": 1, "batch_size": 8, "max_length": 96, "trackers": [], "bf16": False},
+        "eval": {"max_new_tokens": 8},
+    }  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    result = run_bench(RunDir.at(root), load_config(tmp_path / "c.yaml"), [0, 1], ["sft-multi"], log=lambda m: None)
+    rows = {(r.method, r.student): r for r in result.rows}
+    assert set(rows) == {("base", "s"), ("sft-multi", "s")}
+    base = rows[("base", "s")]
+    assert len(base.accuracies) == 2 and base.group == "methods"  # one per seed (a preset's init is seeded)
+    assert len(base.extras["no_answer_rate"]) == 2 and len(rows[("sft-multi", "s")].extras["truncation_rate"]) == 2

@@ -25,7 +25,9 @@ class QuestionsConfig(Section):
     """Where questions come from and how many of each split."""
 
     source: str = Field(
-        "lab:arith,date,compare", description="lab:TASKS | rg:NAME[,NAME] | file:PATH | hf:NAME[:CONFIG]"
+        "lab:arith,date,compare",
+        description="lab:TASKS | rg:NAME[,NAME] | file:PATH | hf:NAME[:CONFIG] | mcc-kd:PATH | imported (keep the "
+        "questions `cotdistill import` wrote)",
     )
     task: str | None = Field(None, description="task family override (math, choice, yesno, label)")
     train: int = Field(300, ge=0, description="number of training questions")
@@ -209,6 +211,7 @@ class TrainConfig(Section):
         default_factory=lambda: ["tensorboard"], description="Accelerate trackers (RUN/logs/tb); [] for none"
     )
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
+    max_paths: int | None = Field(None, ge=1, description="at most this many kept paths per question (file order)")
     answer_sentence: bool = Field(
         True,
         description='close a training path with the family\'s answer sentence ("The answer is N.") when strict '

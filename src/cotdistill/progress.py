@@ -25,9 +25,16 @@ def interactive() -> bool:
 
 
 def quiet_third_party_bars() -> None:
-    """Silence the tqdm bars and info chatter of transformers, datasets and huggingface_hub."""
+    """Silence the tqdm bars, warnings and info chatter of transformers, peft, datasets and huggingface_hub (their
+    bars would flood a log; the stages draw their own)."""
+    import warnings
+
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bars drawn with plain tqdm (GGUF de-quantisation, shard writing)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate)\b.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\b.*")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -17,6 +17,9 @@ class BenchRow(BaseModel):
     student: str
     accuracies: list[float] = Field(default_factory=list, description="fractions in [0, 1], one per seed")
     group: str = Field("main", description="the report renders one table per group (main, ablations...)")
+    extras: dict[str, list[float]] = Field(
+        default_factory=dict, description="more per-seed figures: no_answer_rate, truncation_rate, probe/<name>"
+    )
 
     @property
     def mean(self) -> float:

@@ -1,4 +1,5 @@
 """Question sources by spec: ``rg:NAME[,NAME]`` (reasoning-gym), ``file:PATH`` (or a bare path), ``lab:TASKS``,
+``mcc-kd:PATH`` (the questions of an MCC-KD file),
 ``hf:NAME[:CONFIG]`` (Hugging Face datasets through built-in recipes).
 
 A source yields :class:`~cotdistill.records.Question` records for the requested splits, deterministically by seed.
@@ -52,7 +53,7 @@ def load_source(
 ) -> Iterator[Question]:
     """Questions from ``spec`` with ``counts`` per split (``{"train": 300, "dev": 50, "test": 100}``)."""
     from cotdistill.plugins import load_plugins
-    from cotdistill.sources import files, hf, reasoning_gym  # noqa: F401  (registration)
+    from cotdistill.sources import files, hf, importers, reasoning_gym  # noqa: F401  (registration)
 
     load_plugins()
     prefix, _, rest = spec.partition(":")

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from cotdistill.config import STYLES
 from cotdistill.errors import CotdistillError, InputError
 from cotdistill.records import Question, ReasoningPath, path_id
+from cotdistill.sources import SourceRequest, register_source
 from cotdistill.sources.choices import choice_gold, split_choices
 from cotdistill.sources.files import iter_rows
 from cotdistill.tasks import FAMILIES, get_family
@@ -149,6 +150,19 @@ def import_mcc_kd(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
         )
         n = len(outs)
         yield i, q, _make_paths(q, outs, opts.teacher, [style] * n, [""] * n, [{} for _ in outs])
+
+
+@register_source("mcc-kd")
+def mcc_kd_source(req: SourceRequest) -> Iterator[Question]:
+    """``mcc-kd:PATH``: the questions of an MCC-KD file (paths ignored), e.g. a probe (``eval.probes``); split
+    ``test`` unless ``questions.options.split`` says otherwise, the first ``counts[split]`` of them."""
+    split = str(req.options.get("split", "test"))
+    cap = req.counts.get(split)
+    opts = ImportOptions(task=req.task, split=split)
+    for n, (_, q, _) in enumerate(import_mcc_kd(FsPath(req.rest), opts)):
+        if cap is not None and n >= cap:
+            return
+        yield q
 
 
 def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:

@@ -74,7 +74,9 @@ def cell_config(cfg: RunConfig, v: Variant, students: list[StudentConfig], seed:
     """
     base = dict(cfg.train.options) if v.method == cfg.train.method else {}
     train = cfg.train.model_copy(update={"method": v.method, "options": {**base, **v.options}})
-    data = cfg.model_copy(update={"seed": seed, "students": students, "train": train}).model_dump(mode="json")
+    ev = cfg.eval.model_copy(update={"base": False})  # the bench's base rows come from the run itself, once
+    update = {"seed": seed, "students": students, "train": train, "eval": ev}
+    data = cfg.model_copy(update=update).model_dump(mode="json")
     return RunConfig.model_validate(data)  # validated: the variant's options meet its method's options model
 
 
@@ -91,6 +93,33 @@ def _train_eval(run: RunDir, sub: RunDir, cfg: RunConfig, log: Callable[[str], N
     stage("train").run(sub, cfg)
     stage("eval").run(sub, cfg)
     atomic_write_text(stamp, json.dumps({"key": key}))
+
+
+def _add(rows: dict[tuple[str, str], BenchRow], method: str, student: str, group: str, m: dict[str, Any]) -> None:
+    """One seed's figures of one (method, student): accuracy, no-answer and truncation rates, probe accuracies."""
+    row = rows.setdefault((method, student), BenchRow(method=method, student=student, group=group))
+    row.accuracies.append(m["accuracy"])
+    for k in ("no_answer_rate", "truncation_rate"):
+        if k in m:
+            row.extras.setdefault(k, []).append(m[k])
+    for probe, acc in m.get("probes", {}).items():
+        row.extras.setdefault(f"probe/{probe}", []).append(acc)
+
+
+def _base_rows(run: RunDir, cfg: RunConfig, seeds: list[int], rows: dict[tuple[str, str], BenchRow]) -> None:
+    """The ``base`` row of every student, per seed (a preset's init depends on the seed; a pretrained student is
+    evaluated once, its cache key has no seed), in the run's own ``eval/base/`` cache."""
+    from cotdistill.evaluation.metrics import summarize
+    from cotdistill.stages.eval import base_evals, eval_bf16, eval_sets, pick_device
+
+    sets = eval_sets(run, cfg)
+    device = pick_device(cfg.eval.device)
+    for seed in seeds:
+        evs = base_evals(run, cfg.model_copy(update={"seed": seed}), sets, device, eval_bf16(cfg.eval.bf16, device))
+        for name, ev in evs.items():
+            m = summarize(ev.outputs)
+            m["probes"] = {p: summarize(recs)["accuracy"] for p, recs in ev.probes.items()}
+            _add(rows, "base", name, "methods", m)
 
 
 def run_bench(
@@ -112,6 +141,9 @@ def run_bench(
     run_pipeline(run, cfg, until="filter", log=log)
     rows: dict[tuple[str, str], BenchRow] = {}
     t_start = time.perf_counter()
+    if cfg.eval.base:
+        log("bench: base rows (each student as built, before training)")
+        _base_rows(run, cfg, seeds, rows)
     for v, students, seed, scfg in cells:
         who = "-".join(s.name for s in students)
         sub = run.bench_cell(_slug(v.name), who, seed).ensure()
@@ -121,8 +153,9 @@ def run_bench(
         _train_eval(run, sub, scfg, log)
         metrics = json.loads(sub.metrics.read_text(encoding="utf-8"))
         for s in students:
-            row = rows.setdefault((v.name, s.name), BenchRow(method=v.name, student=s.name, group=v.group))
-            row.accuracies.append(metrics["students"][s.name]["accuracy"])
+            m = dict(metrics["students"][s.name])
+            m["probes"] = {p: r[s.name]["after"]["accuracy"] for p, r in metrics.get("probes", {}).items()}
+            _add(rows, v.name, s.name, v.group, m)
     result = BenchResult(seeds=seeds, seconds=round(time.perf_counter() - t_start, 1), rows=list(rows.values()))
     atomic_write_text(run.bench_json, result.dump())
     return result

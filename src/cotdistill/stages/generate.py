@@ -21,7 +21,7 @@ from rich.table import Table
 from cotdistill.config import RunConfig, TeacherConfig
 from cotdistill.errors import ConfigError, CotdistillError
 from cotdistill.faults import maybe_kill
-from cotdistill.io import JsonlAppender, iter_objects, repair_torn_tail
+from cotdistill.io import JsonlAppender, atomic_write_jsonl, iter_objects, repair_torn_tail
 from cotdistill.progress import Bar, stage_progress
 from cotdistill.records import SCHEMA_VERSION, Question, ReasoningPath, path_id, read_questions
 from cotdistill.rundir import RunDir
@@ -232,6 +232,19 @@ def _run_teacher(plan: _Plan, backend: TeacherBackend | None, ts: TeacherSummary
         ts.seconds = time.perf_counter() - start
 
 
+def drop_generated_paths(run: RunDir) -> None:
+    """Remove the paths a teacher backend wrote (``metadata.backend`` set) from ``paths.jsonl``, keeping imported
+    ones: what a changed generation config makes stale (the request cache writes them again for free)."""
+    if not run.paths.exists():
+        return
+    repair_torn_tail(run.paths)
+    kept = [o for o in iter_objects(run.paths) if not (o.get("metadata") or {}).get("backend")]
+    if kept:
+        atomic_write_jsonl(run.paths, kept)
+    else:
+        run.paths.unlink()
+
+
 def run_generate(
     run: RunDir,
     cfg: RunConfig,
@@ -246,6 +259,8 @@ def run_generate(
     from cotdistill.teachers import build_backend
 
     if not cfg.teachers:
+        if cfg.questions.source == "imported" and run.paths.exists():
+            return GenerateSummary()  # the imported paths are the run's paths
         raise ConfigError("no teachers configured: add a 'teachers:' list to the config (see README, generate)")
     repair_torn_tail(run.paths)
     repair_torn_tail(run.generate_cache)

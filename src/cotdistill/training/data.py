@@ -34,9 +34,10 @@ class TrainData:
         return sum(is_kept(p) for p in self.train_paths)
 
 
-def load_train_data(run: RunDir) -> TrainData:
+def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
     """Read questions and paths: ``filtered.jsonl`` (kept = ``checks.kept``) or, when no filter ran, every path of
-    ``paths.jsonl`` marked kept."""
+    ``paths.jsonl`` marked kept; with ``max_paths``, a question's kept train paths after the first ``max_paths``
+    (in file order) are left out."""
     if not run.questions.exists():
         raise CotdistillError(f"{run.questions}: not found (write questions first: cotdistill questions / import)")
     qs = load_questions(run.questions)
@@ -48,10 +49,15 @@ def load_train_data(run: RunDir) -> TrainData:
     dev_q = {k: q for k, q in qs.items() if q.split == "dev"}
     tp: list[ReasoningPath] = []
     dp: list[ReasoningPath] = []
+    per_q: dict[str, int] = {}
     for p in read_paths(src):
         if fallback:
             p.checks = {**p.checks, "kept": True}
         if p.question_id in train_q:
+            if max_paths is not None and is_kept(p):
+                per_q[p.question_id] = per_q.get(p.question_id, 0) + 1
+                if per_q[p.question_id] > max_paths:
+                    continue
             tp.append(p)
         elif p.question_id in dev_q:
             dp.append(p)
