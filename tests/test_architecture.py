@@ -98,6 +98,8 @@ def test_the_console_of_run_shows_every_stage_by_name(tmp_path):
     assert r.returncode == 0, r.stderr
     for stage in ("questions", "generate", "filter"):
         assert f"{stage}: running" in r.stderr and f"{stage}: done in" in r.stderr
+    assert "questions.jsonl: 4 train, 2 test" in r.stderr and "kept " in r.stderr  # what each stage wrote
+    assert not any(c in r.stderr + r.stdout for c in ("\r", "\x1b")), "a redirected log holds no bar controls"
     r = run_cli("run", str(cfg), "--run-dir", str(tmp_path / "run"), "--until", "filter")
     assert "questions: up to date, skipped" in r.stderr
 

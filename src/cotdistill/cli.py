@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,17 @@ out = Console()
 def _log(message: str) -> None:
     """A stage line of ``cotdistill run`` / ``demo`` / ``bench``, printed as is (no rich markup: "[filter]" stays)."""
     console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _finish(run: Any) -> None:
+    """The closing summary of ``run`` / ``demo``: base -> distilled per student, then the report's path."""
+    from cotdistill.stages.describe import summary_table
+
+    table = summary_table(run)
+    if table is not None:
+        out.print(table)
+    if run.report_html.exists():
+        out.print(f"report: {run.report_html}", markup=False, soft_wrap=True)
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="run config YAML")]
@@ -146,8 +157,7 @@ def run_cmd(
 
     run, cfg = resolve_run(run_dir, config, set_, lock="run")
     run_pipeline(run, cfg, tuple(force or ()), until, log=_log)
-    if run.report_html.exists():
-        out.print(f"report: {run.report_html}", markup=False)
+    _finish(run)
 
 
 @app.command("demo")
@@ -164,7 +174,7 @@ def demo_cmd(
     config = Path(str(files("cotdistill") / "configs" / "demo.yaml"))
     run, cfg = resolve_run(run_dir, config, set_, lock="demo")
     run_pipeline(run, cfg, log=_log)
-    out.print(f"report: {run.report_html}", markup=False)
+    _finish(run)
 
 
 @app.command("bench")

@@ -177,6 +177,13 @@ def _begin(run: RunDir, st: Stage, fp: str, forced: bool, log: Callable[[str], N
     atomic_write_text(started, fp)
 
 
+def _line(name: str, status: str, run: RunDir) -> str:
+    from cotdistill.stages.describe import describe
+
+    what = describe(name, run)
+    return f"{name}: {status}" + (f"; {what}" if what else "")
+
+
 def run_pipeline(
     run: RunDir,
     cfg: RunConfig,
@@ -191,7 +198,7 @@ def run_pipeline(
     done: dict[str, str] = {}
     for st, fp, current in plan(run, cfg, force):
         if current:
-            log(f"{st.name}: up to date, skipped")
+            log(_line(st.name, "up to date, skipped", run))
             done[st.name] = "skipped"
         else:
             _begin(run, st, fp, st.name in force, log)
@@ -200,7 +207,7 @@ def run_pipeline(
             secs = time.perf_counter() - t0
             stamp = {"stage": st.name, "fingerprint": fp, "seconds": round(secs, 2), "finished": time.time()}
             atomic_write_text(run.stamp(st.name), json.dumps(stamp, indent=2))
-            log(f"{st.name}: done in {secs:.1f}s")
+            log(_line(st.name, f"done in {secs:.1f}s", run))
             done[st.name] = "ran"
         if st.name == until:
             break
