@@ -277,6 +277,14 @@ class EvalConfig(Section):
     drift_questions: int = Field(200, ge=2, description="questions of the first probe (else the eval split) for drift")
 
 
+class BenchConfig(Section):
+    """``cotdistill bench``: which students the single-student methods train (QR-Distill always trains all)."""
+
+    single_students: list[str] | None = Field(
+        None, description="students the single-student methods train, each on its own (default: every student)"
+    )
+
+
 class RunConfig(Section):
     """A whole run: questions -> paths -> filtered paths -> students -> metrics -> report."""
 
@@ -296,6 +304,7 @@ class RunConfig(Section):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
 
     @field_validator("prompt")
     @classmethod
@@ -314,6 +323,9 @@ class RunConfig(Section):
         sdup = sorted({n for n in snames if snames.count(n) > 1})
         if sdup:
             raise ValueError(f"student names must be unique (repeated: {', '.join(sdup)})")
+        unknown = sorted(set(self.bench.single_students or []) - set(snames))
+        if unknown:
+            raise ValueError(f"bench.single_students: not among the students ({', '.join(unknown)})")
         j = self.filter.judge
         if j.kind == "llm" and j.teacher not in names:
             raise ValueError(f"filter.judge.teacher '{j.teacher}' is not one of the teachers ({', '.join(names)})")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cotdistill.config import RunConfig, StudentConfig
+from cotdistill.config import BenchConfig, RunConfig, StudentConfig
 from cotdistill.configfile import dump_config
 from cotdistill.errors import CotdistillError
 from cotdistill.io import atomic_write_text
@@ -62,6 +62,12 @@ def _share(src: RunDir, dst: RunDir) -> None:
                 shutil.copy2(s, d)
 
 
+def _single(cfg: RunConfig) -> list[StudentConfig]:
+    """The students single-student methods train (``bench.single_students``, default all)."""
+    names = cfg.bench.single_students
+    return [s for s in cfg.students if names is None or s.name in names]
+
+
 def _slug(name: str) -> str:
     return name.replace("/", "").replace(" ", "-")
 
@@ -75,7 +81,7 @@ def cell_config(cfg: RunConfig, v: Variant, students: list[StudentConfig], seed:
     base = dict(cfg.train.options) if v.method == cfg.train.method else {}
     train = cfg.train.model_copy(update={"method": v.method, "options": {**base, **v.options}})
     ev = cfg.eval.model_copy(update={"base": False})  # the bench's base rows come from the run itself, once
-    update = {"seed": seed, "students": students, "train": train, "eval": ev}
+    update = {"seed": seed, "students": students, "train": train, "eval": ev, "bench": BenchConfig()}
     data = cfg.model_copy(update=update).model_dump(mode="json")
     return RunConfig.model_validate(data)  # validated: the variant's options meet its method's options model
 
@@ -135,7 +141,7 @@ def run_bench(
     cells = [
         (v, students, seed, cell_config(cfg, v, students, seed))
         for v in chosen
-        for students in ([cfg.students] if v.joint else [[s] for s in cfg.students])
+        for students in ([cfg.students] if v.joint else [[s] for s in _single(cfg)])
         for seed in seeds
     ]  # every cell's config is validated before any work starts
     run_pipeline(run, cfg, until="filter", log=log)
