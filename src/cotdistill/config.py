@@ -283,18 +283,41 @@ class RunConfig(Section):
         return Path(self.run_dir or os.path.join("runs", self.name))
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """Every bad field of a config in one line: ``file: a.b: msg; c: msg``."""
+def _error_parts(errors: list[Any]) -> list[tuple[str, str]]:
+    """(dotted location, message) of each pydantic error, worded for a config."""
     parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e.get("loc", ())) or "(top level)"
+    for e in errors:
+        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e.get("loc", ()))
         msg = e.get("msg", "invalid")
         if e.get("type") == "extra_forbidden":
             msg = "unknown field"
         elif e.get("type") == "missing":
             msg = "missing required field"
-        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
+        parts.append((loc, msg.removeprefix("Value error, ")))
+    return parts
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Every bad field of a config in one line: ``file: a.b: msg; c: msg``."""
+    parts = [f"{loc or '(top level)'}: {msg}" for loc, msg in _error_parts(err.errors())]
     return " ".join((f"{source}: invalid config: " + "; ".join(parts)).splitlines())
+
+
+def _blame(err: ValidationError, source: str, file_ok: bool, labels: dict[str, str]) -> str:
+    """The errors of a config built from a file plus overrides, each under what caused it: the override (or CLI
+    flag) that set the field, else the file; a cross-field error of a file that is valid alone goes to the
+    overrides together. One line."""
+    groups: dict[str, list[str]] = {}
+    for loc, msg in _error_parts(err.errors()):
+        hits = [k for k in labels if loc == k or loc.startswith(k + ".") or (loc and k.startswith(loc + "."))]
+        if hits:
+            label = labels[max(hits, key=len)]
+        elif file_ok and labels:
+            label = " ".join(dict.fromkeys(labels.values()))
+        else:
+            label = f"{source}: invalid config"
+        groups.setdefault(label, []).append(f"{loc or '(top level)'}: {msg}")
+    return " ".join("; ".join(f"{label}: {'; '.join(parts)}" for label, parts in groups.items()).splitlines())
 
 
 def set_by_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -326,31 +349,47 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (or the defaults when ``path`` is None), apply overrides, validate everything."""
+def _read_config_file(p: Path) -> dict[str, Any]:
+    """The mapping of a YAML config file; one-line errors for a missing, unreadable or non-mapping file."""
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected a YAML config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not valid UTF-8 (byte {e.start})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever yaml says
+        raise ConfigError(f"{p}{where}: malformed YAML: {problem}") from None
+    if loaded is None:
+        raise ConfigError(f"{p}: config file is empty")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: config must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] | None = None, flags: dict[str, str] | None = None
+) -> RunConfig:
+    """Load a YAML config (or the defaults when ``path`` is None), apply overrides, validate everything.
+
+    An error is blamed on what caused it: the file, or the override that set the field (``--set k=v: ...``;
+    ``flags`` maps a dotted key to the CLI option that produced its override, e.g. ``{"train.method": "--method"}``).
+    """
+    import copy
+
     source = str(path) if path else "(defaults)"
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{p}: not valid UTF-8 (byte {e.start})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever yaml says
-            raise ConfigError(f"{p}{where}: malformed YAML: {problem}") from None
-        if loaded is None:
-            raise ConfigError(f"{p}: config file is empty")
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: config must be a mapping, got {type(loaded).__name__}")
-        data = loaded
-    for k, v in parse_overrides(overrides or []):
+    data: dict[str, Any] = _read_config_file(Path(path)) if path is not None else {}
+    original = copy.deepcopy(data)
+    labels: dict[str, str] = {}
+    for raw, (k, v) in zip(overrides or [], parse_overrides(overrides or []), strict=True):
+        flag = (flags or {}).get(k)
+        labels[k] = f"{flag} {raw.split('=', 1)[1].strip()}" if flag else f"--set {raw.strip()}"
         try:
             set_by_dotted(data, k, v)
         except (IndexError, ValueError, TypeError, AttributeError):
@@ -358,7 +397,14 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
+        if not labels:
+            raise ConfigError(format_validation_error(e, source)) from None
+        try:
+            RunConfig.model_validate(original)
+            file_ok = True
+        except ValidationError:
+            file_ok = False
+        raise ConfigError(_blame(e, source, file_ok, labels)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:
