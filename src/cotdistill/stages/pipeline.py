@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cotdistill.config import RunConfig
-from cotdistill.errors import CotdistillError
+from cotdistill.errors import CotdistillError, StageIncomplete
 from cotdistill.io import atomic_write_text
 from cotdistill.rundir import RunDir
 
@@ -43,11 +43,11 @@ def _questions(run: RunDir, cfg: RunConfig) -> Any:
 def _generate(run: RunDir, cfg: RunConfig) -> Any:
     from cotdistill.stages.generate import run_generate
 
-    summary = run_generate(run, cfg)
+    summary = run_generate(run, cfg)  # raises StageFailed (exit 3) when no request worked or a teacher cannot
     if summary.failed:
-        raise CotdistillError(
+        raise StageIncomplete(
             f"generate: {summary.failed} request(s) failed after retries (see {run.generate_failures}); "
-            "the finished paths are kept, run again to retry the rest"
+            "the finished paths are kept, re-run to retry the rest"
         )
     return summary
 
