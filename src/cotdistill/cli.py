@@ -159,10 +159,12 @@ def run_cmd(
     until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
 ) -> None:
     """Every stage in order (questions, generate, filter, train, eval, report), skipping current ones."""
-    from cotdistill.stages.pipeline import run_pipeline
+    from cotdistill.stages.pipeline import check_stage_names, run_pipeline
+    from cotdistill.stages.preflight import for_stages
     from cotdistill.stages.resolve import resolve_run
 
-    run, cfg = resolve_run(run_dir, config, set_, lock="run")
+    check_stage_names(tuple(force or ()), until)
+    run, cfg = resolve_run(run_dir, config, set_, lock="run", checks=for_stages(until))
     run_pipeline(run, cfg, tuple(force or ()), until, log=_log)
     if run.report_html.exists():
         out.print(f"report: {run.report_html}", markup=False)

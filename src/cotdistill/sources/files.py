@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotdistill.errors import InputError
+from cotdistill.errors import CotdistillError, InputError
 from cotdistill.io import iter_json_lines
 from cotdistill.records import Question
 from cotdistill.sources import SourceRequest, register_source
@@ -164,7 +164,7 @@ def file_source(req: SourceRequest) -> Iterator[Question]:
     """Every row of the file (its own ``split`` column when present), capped per split by ``counts``."""
     rest, counts, task, fields = req.rest, req.counts, req.task, req.fields
     if not rest.strip():
-        raise InputError("file:", "names no file (use file:PATH)")
+        raise CotdistillError("source 'file:' names no file (use file:PATH)")
     path = Path(rest)
     taken: dict[str, int] = {}
     ids: set[str] = set()

@@ -157,10 +157,21 @@ class _Writer:
 
     def __init__(self, run: RunDir):
         self.run = run
-        self.paths = JsonlAppender(run.paths, fsync_every=4096)
-        self.cache = JsonlAppender(run.generate_cache, fsync_every=4096)
+        # opened on first use: a stage whose every request fails leaves no empty paths.jsonl behind
+        self._paths: JsonlAppender | None = None
+        self._cache: JsonlAppender | None = None
         self.failures: JsonlAppender | None = None
         self.written: set[str] = set()
+
+    @property
+    def paths(self) -> JsonlAppender:
+        self._paths = self._paths or JsonlAppender(self.run.paths, fsync_every=4096)
+        return self._paths
+
+    @property
+    def cache(self) -> JsonlAppender:
+        self._cache = self._cache or JsonlAppender(self.run.generate_cache, fsync_every=4096)
+        return self._cache
 
     def path(self, t: TeacherConfig, req: GenRequest, text: str, usage: dict[str, int], meta: dict[str, Any]) -> None:
         if req.key in self.written:  # a backend that reports a request twice never duplicates a path
@@ -190,7 +201,7 @@ class _Writer:
         })  # fmt: skip
 
     def close(self) -> None:
-        for ap in (self.paths, self.cache, self.failures):
+        for ap in (self._paths, self._cache, self.failures):
             if ap is not None:
                 ap.close()
 
@@ -259,10 +270,12 @@ def run_generate(
     needed = [p.teacher for p in plans if any(p.hit(r) is None for r in p.todo)]
     ready = {t.name: (backends or {}).get(t.name) or build_backend(t, cfg.seed) for t in needed}
     writer = _Writer(run)
+    finished = False
     try:
         for p in plans:
             with stage_progress(p.teacher.name, len(p.todo), enabled=console is not None, on=console) as bar:
                 _run_teacher(p, ready.get(p.teacher.name), summary.teachers[p.teacher.name], writer, bar)
+        finished = True
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -274,8 +287,8 @@ def run_generate(
                 pass
         writer.close()
         failed = failure(summary, run.generate_failures)
-        # a stage that did nothing is said in one line; otherwise the table says what each teacher did
-        if console is not None and (summary.interrupted or failed is None or failed.partial):
+        # the table says what each teacher did; a stage that did nothing (or hit a bug) is said in one line
+        if console is not None and (summary.interrupted or (finished and (failed is None or failed.partial))):
             print_summary(summary, console, run.generate_failures)
     if failed is not None:
         raise failed

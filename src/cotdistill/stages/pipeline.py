@@ -157,6 +157,13 @@ def _begin(run: RunDir, st: Stage, fp: str, forced: bool, log: Callable[[str], N
     atomic_write_text(started, fp)
 
 
+def check_stage_names(force: tuple[str, ...] = (), until: str | None = None) -> None:
+    """``--force`` and ``--until`` name stages (checked before the run directory is touched)."""
+    unknown = [s for s in (*force, *([until] if until else [])) if s not in STAGE_NAMES]
+    if unknown:
+        raise CotdistillError(f"unknown stage(s): {', '.join(unknown)} (stages: {', '.join(STAGE_NAMES)})")
+
+
 def run_pipeline(
     run: RunDir,
     cfg: RunConfig,
@@ -165,9 +172,7 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Run the stages in order (up to ``until``), skipping current ones; returns stage -> 'ran' | 'skipped'."""
-    unknown = [s for s in (*force, *([until] if until else [])) if s not in STAGE_NAMES]
-    if unknown:
-        raise CotdistillError(f"unknown stage(s): {', '.join(unknown)} (stages: {', '.join(STAGE_NAMES)})")
+    check_stage_names(force, until)
     done: dict[str, str] = {}
     for st, fp, current in plan(run, cfg, force):
         if current:

@@ -36,9 +36,15 @@ def check_device(spec: str, field: str) -> None:
 
 
 def _generate(cfg: RunConfig) -> None:
+    from cotdistill.teachers.openai_backend import resolve_api_key
     from cotdistill.teachers.styles import select_styles
 
+    if not cfg.teachers:
+        raise ConfigError("no teachers configured: add a 'teachers:' list to the config (see README, generate)")
     select_styles(cfg.generate.styles, cfg.generate.style_dirs)
+    for t in cfg.teachers:
+        if t.backend == "openai":
+            resolve_api_key(t)  # the variable api_key_env names is set (the key itself is never kept here)
 
 
 def _filter(cfg: RunConfig) -> None:
@@ -74,16 +80,24 @@ CHECKS: dict[str, Callable[[RunConfig], None]] = {
     "method": _method,
     "eval": _eval,
 }
-# what each command checks ("run" / "demo" everything; "bench" trains each method on its own students)
+# what each stage command checks; "run" checks the stages it will reach (:func:`for_stages`), "bench" trains each
+# method on its own students (so it does not check the config's method against them)
 FOR_COMMAND: dict[str, tuple[str, ...]] = {
     "generate": ("generate",),
     "filter": ("filter",),
     "train": ("students", "method"),
     "eval": ("eval",),
-    "run": tuple(CHECKS),
     "demo": tuple(CHECKS),
     "bench": ("generate", "filter", "students", "eval"),
 }
+
+
+def for_stages(until: str | None) -> tuple[str, ...]:
+    """The checks of every pipeline stage up to ``until`` (all of them when None)."""
+    from cotdistill.stages.pipeline import STAGE_NAMES
+
+    stages = STAGE_NAMES[: STAGE_NAMES.index(until) + 1] if until in STAGE_NAMES else STAGE_NAMES
+    return tuple(c for st in stages for c in FOR_COMMAND.get(st, ()))
 
 
 def preflight(cfg: RunConfig, checks: Iterable[str]) -> None:
