@@ -69,6 +69,13 @@ def _safetensors_truncated(tmp: Path) -> None:
     (d / "model.safetensors").write_bytes(data[: len(data) // 2])  # an interrupted download
 
 
+def _truncated_student(tmp: Path) -> None:
+    """A trained student directory whose weights were cut short (a full disk during an earlier save, a bad copy)."""
+    _safetensors_truncated(tmp)
+    (tmp / "run" / "students").mkdir(parents=True)
+    shutil.move(tmp / "hfmodel", tmp / "run" / "students" / "s")
+
+
 def _append_path(tmp: Path) -> None:
     """paths.jsonl changes after filtering (a re-import / more generation): filtered.jsonl is stale."""
     p = tmp / "run" / "paths.jsonl"
@@ -286,6 +293,8 @@ def _cases() -> list[Case]:
              needs_no_cuda=True),
         Case("eval-unknown-device", ["eval", "{run}", "--set", "eval.device=quantum"], "unknown device 'quantum'"),
         Case("eval-no-student", ["eval", "{run}"], "no trained student found"),
+        Case("eval-truncated-student", ["eval", "{run}"], ("students/s/model.safetensors", "truncated"),
+             prep=_truncated_student),
         Case("report-missing-run", ["report", "{tmp}/nowhere"], "run directory not found"),
         Case("report-while-locked", ["report", "{run}"], "is in use by", hold_lock=True),
         # ---- internal errors: one line and a log with the traceback (exit 1)
@@ -332,6 +341,11 @@ def _snapshot(root: Path, allow: tuple[str, ...]) -> dict[str, str]:
 
 def test_the_corpus_is_large_and_each_case_is_named_once() -> None:
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
+
+
+def test_every_case_is_in_the_docs() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    assert [c.id for c in CASES if f"| `{c.id}` |" not in doc] == []
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])

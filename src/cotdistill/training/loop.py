@@ -174,9 +174,10 @@ class Trainer:
             raise CotdistillError(f"--warm-start: no checkpoint in {self.run.checkpoints} to take the weights from")
         old, new = state.get("fingerprint") or {}, self.fingerprint
         if (old.get("students"), old.get("tokenizers")) != (new["students"], new["tokenizers"]):
+            what = "other students or tokenizers" if old else "an older cotdistill (no fingerprint)"
             raise CotdistillError(
-                f"--warm-start: checkpoint {latest.name} was made with other students or tokenizers, so its "
-                "weights do not fit (a preset's tokenizer is trained on the train split); use --fresh"
+                f"--warm-start: checkpoint {latest.name} was made with {what}, so its weights may not fit "
+                "(a preset's tokenizer is trained on the train split); use --fresh"
             )
         self._load_weights(state, modules=old.get("method") == self.method_name)
         self._fresh()
