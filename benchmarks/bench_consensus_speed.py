@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.embeddings import Encoder
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import load_questions, read_paths

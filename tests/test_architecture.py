@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_cli
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods import method_names, method_spec
 

@@ -108,7 +108,7 @@ def test_import_unknown_format(tmp_path: Path):
 def test_import_unknown_task_family(tmp_path: Path):
     src = _write_mcc(tmp_path / "ok.json", [GOOD_ITEM])
     proc = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "run"), "--task", "poetry")
-    _assert_user_error(proc, "unknown task family 'poetry'", "math")
+    _assert_user_error(proc, "--task: unknown task family 'poetry'", "math")
     _assert_nothing_written(tmp_path / "run")
 
 
@@ -294,7 +294,7 @@ def test_questions_unknown_task_option(tmp_path: Path):
     src = tmp_path / "qs.jsonl"
     src.write_text(Q1 + "\n", encoding="utf-8")
     proc = run_cli("questions", "--source", f"file:{src}", "--out", str(tmp_path / "run"), "--task", "poetry")
-    _assert_user_error(proc, "qs.jsonl:1:", "unknown task family 'poetry'")
+    _assert_user_error(proc, "--task: unknown task family 'poetry'")  # the option, not a line of the file (issue 24)
     _assert_nothing_written(tmp_path / "run")
 
 

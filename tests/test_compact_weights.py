@@ -41,7 +41,7 @@ def test_zscore_basic_ties_single_and_missing():
 
 
 def test_options_defaults_and_unknown_key():
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
 
     o = CompactOptions()
     assert (o.lambda_c, o.lambda_a, o.lambda_d, o.tau, o.c_min, o.ema_mu) == (1, 1, 1, 1, 0.2, 0.9)

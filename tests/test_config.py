@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from cotdistill.config import RunConfig
-from cotdistill.configfile import dump_config, load_config, parse_overrides, set_by_dotted
+from cotdistill.config import RunConfig, dump_config, load_config
+from cotdistill.config_io import parse_overrides, set_by_dotted
 from cotdistill.errors import ConfigError
 from cotdistill.stages.resolve import resolve_run
 

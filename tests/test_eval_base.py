@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.evaluation.drift import linear_cka, mean_cosine
 from cotdistill.records import Question
 from cotdistill.rundir import RunDir
@@ -134,7 +134,7 @@ def test_bad_probe_is_one_line_and_keeps_eval(tmp_path, probe, needle):
 
 
 def test_a_student_whose_base_cannot_be_built_is_one_line(tmp_path):
-    from cotdistill.configfile import load_config as load
+    from cotdistill.config import load_config as load
     from cotdistill.students import build_student, save_student
 
     run = write_succ_run(tmp_path / "run", n_train=4, n_dev=0)
@@ -145,7 +145,7 @@ def test_a_student_whose_base_cannot_be_built_is_one_line(tmp_path):
     cfg.write_text(json.dumps({"students": [bad], "prompt": "bare", "eval": {"split": "train"}}))
     r = run_cli("eval", str(run), "-c", str(cfg), "--set", "eval.max_new_tokens=4")
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert "student 's': kind hf needs path: a local model directory" in r.stderr
+    assert "'s': kind hf needs path: a local model directory" in r.stderr
     assert not (run / "eval" / "metrics.json").exists()
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.rundir import RunDir
 from cotdistill.stages.filter import filter_run
 from cotdistill.stages.questions import write_questions

@@ -9,7 +9,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from conftest import run_cli
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.quality.judges import Verdict
 from cotdistill.quality.path_index import index_paths
 from cotdistill.rundir import RunDir

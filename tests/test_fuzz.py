@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cotdistill.configfile import load_config, parse_overrides
+from cotdistill.config import load_config
+from cotdistill.config_io import parse_overrides
 from cotdistill.errors import CotdistillError
 from cotdistill.quality.arithmetic import arithmetic_verdict, find_calculations
 from cotdistill.quality.judges import parse_judge_reply

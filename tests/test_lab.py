@@ -273,7 +273,7 @@ def test_every_knob_setting_keeps_the_contract(options: dict) -> None:
 
 
 def test_repo_config_uses_the_packaged_roster() -> None:
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "lab.yaml")
     assert [t.model_dump() for t in cfg.teachers] == [t.model_dump() for t in default_teachers()]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from cotdistill.errors import StageFailed
 from cotdistill.quality.judges import LLMJudge, VerdictCache, judge_messages, parse_judge_reply
 from cotdistill.records import Question, ReasoningPath
 from cotdistill.teachers.base import Completion, GenRequest, OnResult, TeacherBackend
@@ -47,8 +48,8 @@ def test_unreadable_replies_are_unparseable(reply: str | None) -> None:
 class FakeBackend(TeacherBackend):
     """Answers each request with ``reply(request)``; counts requests; completes in reverse order (async-like)."""
 
-    def __init__(self, reply: Callable[[GenRequest], str | None], error: str | None = None):
-        self.reply, self.error, self.calls = reply, error, 0
+    def __init__(self, reply: Callable[[GenRequest], str | None], error: str | None = None, kind: str | None = None):
+        self.reply, self.error, self.kind, self.calls = reply, error, kind, 0
         self.seen: list[GenRequest] = []
 
     def generate(self, requests: Sequence[GenRequest], on_result: OnResult) -> None:
@@ -56,7 +57,7 @@ class FakeBackend(TeacherBackend):
             self.calls += 1
             self.seen.append(r)
             if self.error:
-                on_result(r, Completion(text=None, error=self.error))
+                on_result(r, Completion(text=None, error=self.error, kind=self.kind))
             else:
                 on_result(r, Completion(text=self.reply(r)))
 
@@ -99,14 +100,29 @@ def test_llm_judge_through_a_backend_in_order_and_cached(tmp_path) -> None:
     assert backend3.calls == 3
 
 
-def test_failed_requests_are_unparseable_and_not_cached(tmp_path) -> None:
+def test_an_unusable_answer_is_unparseable_and_not_cached(tmp_path) -> None:
+    """The server answered, with something that is no verdict (a malformed body, a 400): unparseable, retried later."""
     items = [_item(1, "1 + 1 = 2")]
     cache = VerdictCache(tmp_path / "judge.jsonl")
-    v = LLMJudge(FakeBackend(_replier, error="HTTP 503 after 6 retries"), "m", cache).judge(items)
-    assert v[0].verdict == "unparseable" and "503" in v[0].reason
+    v = LLMJudge(FakeBackend(_replier, error="unreadable reply after 6 retries", kind="malformed"), "m", cache)
+    assert v.judge(items)[0].verdict == "unparseable" and "unreadable" in v.judge(items)[0].reason
     backend = FakeBackend(_replier)
     assert LLMJudge(backend, "m", cache).judge(items)[0].verdict == "valid"
     assert backend.calls == 1
+
+
+@pytest.mark.parametrize("kind", ["connection", "timeout", "auth", "not_found", "server", None])
+def test_no_server_stops_the_judge_instead_of_rejecting_every_path(tmp_path, kind) -> None:
+    """Issue 24: a judge that cannot be reached gives no verdict; it raises (exit 3) and caches nothing."""
+    items = [_item(1, "1 + 1 = 2"), _item(2, "2 + 2 = 4")]
+    cache = VerdictCache(tmp_path / "judge.jsonl")
+    down = FakeBackend(_replier, error="connection refused by http://127.0.0.1:9/v1", kind=kind)
+    with pytest.raises(StageFailed, match="LLM judge cannot be reached: connection refused") as e:
+        LLMJudge(down, "m", cache).judge(items)
+    assert e.value.exit_code == 3 and "2 of 2" in str(e.value)
+    backend = FakeBackend(_replier)
+    assert [v.verdict for v in LLMJudge(backend, "m", cache).judge(items)] == ["valid", "valid"]
+    assert backend.calls == 2  # nothing was cached for the failed requests
 
 
 def test_judge_messages_render_choices() -> None:

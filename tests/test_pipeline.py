@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.errors import CotdistillError
 from cotdistill.rundir import RunDir
 from cotdistill.stages import pipeline

@@ -342,7 +342,7 @@ def test_state_dict_restores_gate_noise_and_counts(tmp_path, toy):
 
 
 def test_bad_options_are_config_errors(tmp_path):
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
 
     with pytest.raises(ConfigError, match="options.tau: Input should be greater than 0"):
         load_config(None, ["train.method=qr-distill", "train.options.tau=0"])

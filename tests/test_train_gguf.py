@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.rundir import RunDir
 from cotdistill.stages.train import train
 from cotdistill.students.prompt import render_prompt

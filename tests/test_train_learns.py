@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.evaluation import answer_questions
 from cotdistill.records import load_questions
 from cotdistill.rundir import RunDir

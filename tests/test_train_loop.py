@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.errors import CotdistillError
 from cotdistill.rundir import RunDir
 from cotdistill.stages.train import train

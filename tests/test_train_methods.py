@@ -6,7 +6,7 @@ import json
 from typing import ClassVar
 
 from conftest import run_cli
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from cotdistill.records import ReasoningPath, load_questions, read_paths
 from cotdistill.rundir import RunDir
 from cotdistill.stages.train import train

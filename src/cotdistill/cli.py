@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,16 +59,15 @@ def questions_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Write questions (train/dev/test splits) from a source into RUN/questions.jsonl."""
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
     from cotdistill.rundir import RunDir
     from cotdistill.stages.questions import write_questions
 
     cfg = load_config(config, set_)
-    qc = cfg.questions
     updates = {
         k: v for k, v in dict(source=source, train=train, dev=dev, test=test, task=task).items() if v is not None
     }
-    cfg.questions = qc.model_copy(update=updates)
+    cfg.questions = _questions_flags(cfg.questions, updates)
     if seed is not None:
         cfg.seed = seed
     from cotdistill.lock import acquire_run_lock
@@ -77,6 +75,30 @@ def questions_cmd(
     acquire_run_lock(out_dir, "questions")
     counts = write_questions(RunDir.at(out_dir), cfg)
     out.print(f"wrote {sum(counts.values())} questions to {out_dir / 'questions.jsonl'} ({counts})", soft_wrap=True)
+
+
+def _check_task_flag(task: str | None) -> None:
+    """``--task`` names a task family: a typo is an error naming the option, not a line of the data."""
+    from cotdistill.tasks import FAMILIES
+
+    if task is not None and task not in FAMILIES:
+        raise CotdistillError(f"--task: unknown task family '{task}' (known: {', '.join(sorted(FAMILIES))})")
+
+
+def _questions_flags(qc: object, updates: dict[str, object]) -> object:
+    """``questions.*`` with the command's options applied and validated (``--train -5`` is an error naming it)."""
+    from pydantic import ValidationError
+
+    from cotdistill.config import QuestionsConfig
+
+    _check_task_flag(updates.get("task"))  # type: ignore[arg-type]
+    try:
+        return QuestionsConfig.model_validate({**qc.model_dump(), **updates})  # type: ignore[attr-defined]
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0])
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise CotdistillError(f"--{key} {updates.get(key)}: {msg}") from None
 
 
 @app.command("import")
@@ -94,6 +116,7 @@ def import_cmd(
     from cotdistill.lock import acquire_run_lock
     from cotdistill.sources.importers import ImportOptions, run_import
 
+    _check_task_flag(task)
     acquire_run_lock(out_dir, "import")
     opts = ImportOptions(task=task, teacher=teacher, style=style, split=split, append=append)
     nq, np_ = run_import(fmt, src, out_dir, opts)
@@ -152,10 +175,12 @@ def run_cmd(
     until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
 ) -> None:
     """Every stage in order (questions, generate, filter, train, eval, report), skipping current ones."""
-    from cotdistill.stages.pipeline import run_pipeline
+    from cotdistill.stages.pipeline import check_stage_names, run_pipeline
+    from cotdistill.stages.preflight import for_stages
     from cotdistill.stages.resolve import resolve_run
 
-    run, cfg = resolve_run(run_dir, config, set_, lock="run")
+    check_stage_names(tuple(force or ()), until)
+    run, cfg = resolve_run(run_dir, config, set_, lock="run", checks=for_stages(until))
     run_pipeline(run, cfg, tuple(force or ()), until, log=_log)
     _finish(run)
 
@@ -267,6 +292,14 @@ def _print_filter_stats(stats: dict) -> None:
         for reason, n in stats["by_reason"].items():
             table.add_row(reason, str(n))
         out.print(table)
+    if stats.get("duplicate_paths_skipped"):
+        n_dup = stats["duplicate_paths_skipped"]
+        out.print(f"[yellow]{n_dup} path(s) repeat an earlier path's id[/]: skipped, the first one kept")
+    if stats.get("unknown_question_paths"):
+        out.print(
+            f"[yellow]{stats['unknown_question_paths']} path(s) name no question of questions.jsonl[/]: "
+            "rejected as unknown_question"
+        )
     n_empty = stats["questions_without_kept"]
     if n_empty:
         ids = stats["questions_without_kept_ids"]
@@ -283,16 +316,22 @@ def train_cmd(
         str | None, typer.Option(help="sft-single | sft-multi | step-by-step | qr-distill | compact (default: config)")
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="ignore existing checkpoints and start over")] = False,
+    warm_start: Annotated[
+        bool,
+        typer.Option("--warm-start", help="start from the latest checkpoint's weights with a new schedule"),
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Train the configured students with a method; resumes from RUN/checkpoints when present."""
+    """Train the configured students with a method; resumes from RUN/checkpoints when they match the run."""
     from cotdistill.stages.resolve import resolve_run
     from cotdistill.stages.train import train
 
+    if fresh and warm_start:
+        raise CotdistillError("--fresh and --warm-start exclude each other (fresh weights, or the checkpoint's)")
     overrides = list(set_ or []) + ([f"train.method={method}"] if method else [])
-    rd, cfg = resolve_run(run, config, overrides, lock="train")
-    summary = train(rd, cfg, resume=not fresh)
+    rd, cfg = resolve_run(run, config, overrides, lock="train", flags={"train.method": "--method"})
+    summary = train(rd, cfg, resume=not fresh, warm_start=warm_start)
     if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
         out.print(
             f"trained {', '.join(summary['students'])} with {summary['method']}: {summary['steps']} steps, "
@@ -323,9 +362,13 @@ def report_cmd(
     run: Annotated[Path, typer.Argument(help="run directory")],
 ) -> None:
     """Write RUN/report.html (self-contained) and RUN/report.md (+ RUN/report_files/) from whatever the run holds."""
+    from cotdistill.lock import acquire_run_lock
     from cotdistill.report import write_report
     from cotdistill.rundir import RunDir
 
+    if not run.is_dir():
+        raise CotdistillError(f"{run}: run directory not found")
+    acquire_run_lock(run, "report")  # never a report of a run another command is writing into
     html_path, md_path, sections = write_report(RunDir.at(run))
     done = ", ".join(f"{s.title}" for s in sections if s.present) or "nothing yet"
     out.print(f"wrote {html_path} and {md_path} (sections with data: {done})")
@@ -340,43 +383,12 @@ def config_reference_cmd() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: every error is one line on stderr with a meaningful exit code (``cotdistill.exits``)."""
+    from cotdistill.exits import run_app
     from cotdistill.progress import quiet_third_party_bars
 
     quiet_third_party_bars()
-    try:
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:  # typer turns Ctrl-C into Exit(130), returned (not raised) here
-            if rc == 130:
-                console.print("[yellow]interrupted[/]")
-            sys.exit(rc)
-    except CotdistillError as e:
-        # escape: a message quoting "[B]" or a file called data[1].json must print as it is
-        one_line = " ".join(str(e).splitlines())  # a message quoting multi-line input still prints as one line
-        console.print(f"[red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except OSError as e:  # a disk that refuses a write (full, read-only, denied) anywhere: one line, exit 2
-        from cotdistill.io import DISK_ERRNOS, disk_error
-
-        if e.errno not in DISK_ERRNOS:
-            raise
-        console.print(f"[red]error:[/] {escape(str(disk_error(e)))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as e:
-        code = getattr(e, "exit_code", getattr(e, "code", 0))
-        sys.exit(code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cotdistill.config_io import blame, format_validation_error, parse_overrides, read_config_file, set_by_dotted
+from cotdistill.errors import ConfigError
 
 STYLES = ("vanilla", "cot", "tot", "program", "backward", "facts")
 
@@ -333,3 +337,42 @@ class RunConfig(Section):
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir or os.path.join("runs", self.name))
+
+
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] | None = None, flags: dict[str, str] | None = None
+) -> RunConfig:
+    """Load a YAML config (or the defaults when ``path`` is None), apply overrides, validate everything.
+
+    An error is blamed on what caused it: the file, or the override that set the field (``--set k=v: ...``;
+    ``flags`` maps a dotted key to the CLI option that produced its override, e.g. ``{"train.method": "--method"}``).
+    """
+    import copy
+
+    source = str(path) if path else "(defaults)"
+    data: dict[str, Any] = read_config_file(Path(path)) if path is not None else {}
+    original = copy.deepcopy(data)
+    labels: dict[str, str] = {}
+    for raw, (k, v) in zip(overrides or [], parse_overrides(overrides or []), strict=True):
+        flag = (flags or {}).get(k)
+        labels[k] = f"{flag} {raw.split('=', 1)[1].strip()}" if flag else f"--set {raw.strip()}"
+        try:
+            set_by_dotted(data, k, v)
+        except (IndexError, ValueError, TypeError, AttributeError):
+            raise ConfigError(f"override '{k}' does not address a field of the config") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        if not labels:
+            raise ConfigError(format_validation_error(e, source)) from None
+        try:
+            RunConfig.model_validate(original)
+            file_ok = True
+        except ValidationError:
+            file_ok = False
+        raise ConfigError(blame(e, source, file_ok, labels)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (secrets never live in it: only environment variable names)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -79,8 +79,11 @@ class Encoder:
             uniq: dict[str, int] = {}
             for i in todo:
                 uniq.setdefault(texts[i], len(uniq))
+            # the model reads at most max_seq_length tokens, each at least a character: cut longer texts first, or
+            # the tokenizer works through all of a 4.5 MB path (and its offsets) to keep the first 256 tokens
+            cap = 16 * int(getattr(self.model, "max_seq_length", None) or 512)
             vecs = self.model.encode(
-                list(uniq),
+                [t[:cap] for t in uniq],
                 batch_size=batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,

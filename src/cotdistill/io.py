@@ -66,12 +66,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it: put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _mkstemp_beside(path: Path) -> tuple[int, str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a kill mid-write (one writer:
             stale.unlink(missing_ok=True)  # the run directory's lock)
-        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a replaced file gets what open() would give it
+        return fd, tmp
     except OSError as e:
         if _is_disk_error(e):
             raise disk_error(e, path) from None
@@ -107,7 +116,7 @@ def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, dict[st
         for lineno, raw in enumerate(f, start=1):
             start, pos = pos, pos + len(raw)
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM (Excel, Notepad) is no data
             except UnicodeDecodeError as e:
                 raise InputError(p, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
             if not line.strip():
@@ -190,26 +199,47 @@ class JsonlAppender:
 
 
 def repair_torn_tail(path: Path) -> None:
-    """Truncate a file after its last newline: a kill mid-append leaves at most one partial line."""
+    """Make a JSONL file end with a complete line: a kill mid-append leaves at most one partial last line.
+
+    Only a last line with no newline is looked at: when it parses as a JSON object it is a complete record whose
+    newline was never written (or was stripped by an editor), so the newline is added; otherwise it is torn and cut
+    off. Complete lines are never touched.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        pos = size
-        chunk = 4096
-        while pos > 0:
-            step = min(chunk, pos)
-            pos -= step
-            f.seek(pos)
-            buf = f.read(step)
-            idx = buf.rfind(b"\n")
-            if idx >= 0:
-                end = pos + idx + 1
-                if end != size:
-                    f.truncate(end)
-                return
-        f.truncate(0)
+        size = f.seek(0, os.SEEK_END)
+        start = _last_line_start(f, size)
+        if start == size:
+            return  # ends with a newline
+        f.seek(start)
+        tail = f.read(size - start)
+        if _is_record(tail):
+            f.seek(size)
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+
+
+def _last_line_start(f: IO[bytes], size: int, chunk: int = 4096) -> int:
+    """Offset just after the last newline of the open file ``f`` of ``size`` bytes (0 when it has none)."""
+    pos = size
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        f.seek(pos)
+        idx = f.read(step).rfind(b"\n")
+        if idx >= 0:
+            return pos + idx + 1
+    return 0
+
+
+def _is_record(raw: bytes) -> bool:
+    """Whether ``raw`` (a line without its newline) is one whole JSON object."""
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
 
 
 def iter_objects(path: str | os.PathLike, skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
@@ -218,7 +248,7 @@ def iter_objects(path: str | os.PathLike, skipped: list[int] | None = None) -> I
     path = Path(path)
     if not path.exists():
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM before the first record
         for line in f:
             if not line.strip():
                 continue
@@ -230,6 +260,19 @@ def iter_objects(path: str | os.PathLike, skipped: list[int] | None = None) -> I
                 yield obj
             elif skipped is not None:
                 skipped[0] += 1
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"bytes", "blake2b"}`` of a file's content: what a later stage compares to tell that its input changed."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return {"bytes": n, "blake2b": h.hexdigest()}
 
 
 def count_lines(path: str | os.PathLike) -> int:

@@ -71,6 +71,11 @@ def acquire_run_lock(root: str | os.PathLike, command: str) -> Path | None:
     raise RunDirBusyError(f"run directory {root}: could not take its lock (it keeps changing)")
 
 
+def held_run_dirs() -> list[Path]:
+    """The run directories whose lock this process holds (where an internal error's log goes)."""
+    return list(_held)
+
+
 def release_run_lock(root: str | os.PathLike) -> None:
     """Give the lock back (unlink first, then close: a waiter that opened the old file re-checks the inode)."""
     key = Path(root).resolve()

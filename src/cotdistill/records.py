@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path as FsPath
 from typing import Any, BinaryIO, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cotdistill.errors import InputError
 from cotdistill.io import iter_json_lines
@@ -30,7 +32,7 @@ class Question(Record):
     id: str = Field(min_length=1)
     task: str = Field(min_length=1, description="task family: math, choice, yesno, label")
     question: str = Field(min_length=1)
-    choices: list[str] | None = None
+    choices: list[str] | None = Field(None, validate_default=True)
     gold: str = Field(description="gold answer, in the task family's canonical form")
     source: str = ""
     split: Split = "train"
@@ -45,6 +47,47 @@ class Question(Record):
         if v not in FAMILIES:
             raise ValueError(f"unknown task family '{v}' (known: {', '.join(sorted(FAMILIES))})")
         return v
+
+    @field_validator("choices")
+    @classmethod
+    def _choice_options(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # a choice question must show its options, as a list or in its text; otherwise no answer can be graded
+        if info.data.get("task") != "choice":
+            return v
+        from cotdistill.tasks.choice import LETTERS
+
+        if v is not None and not 2 <= len(v) <= len(LETTERS):
+            raise ValueError(f"a choice question needs 2 to {len(LETTERS)} options, got {len(v)}")
+        if v is None and options_in_text(str(info.data.get("question", ""))) < 2:
+            raise ValueError("a choice question needs its options: a choices list, or (A) (B) ... in the question text")
+        return v
+
+    @field_validator("gold")
+    @classmethod
+    def _choice_gold(cls, v: str, info: ValidationInfo) -> str:
+        # a choice gold is an option's letter (A.. up to the number of options); "(B)" or an option's text become it
+        if info.data.get("task") != "choice" or "choices" not in info.data:
+            return v
+        from cotdistill.tasks.choice import LETTERS, ChoiceFamily
+
+        choices = info.data["choices"]
+        n = len(choices) if choices else options_in_text(str(info.data.get("question", "")))
+        letter = ChoiceFamily().option_letter(v, choices)
+        if letter is None or LETTERS.index(letter) >= n:
+            raise ValueError(f"gold '{v}' is not one of the {n} options (A-{LETTERS[n - 1]})")
+        return letter
+
+
+_OPTION_MARK = re.compile(r"\(([A-Ja-j])\)|(?:^|(?<=\s))([A-J])[.):](?=\s)", re.MULTILINE)
+
+
+def options_in_text(text: str) -> int:
+    """How many options (A), (B), ... (or ``A.`` / ``A)``) a question's text lists, counted from A without gaps."""
+    found = {(m.group(1) or m.group(2)).upper() for m in _OPTION_MARK.finditer(text)}
+    n = 0
+    while n < 10 and "ABCDEFGHIJ"[n] in found:
+        n += 1
+    return n
 
 
 class ReasoningPath(Record):
@@ -100,6 +143,12 @@ def iter_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = Fals
     Any problem raises :class:`InputError` naming the file, the line and the field. The offsets let a caller keep
     a few bytes per record and read records back on demand (:func:`read_at`) instead of holding them all.
     """
+    for _, start, rec in iter_numbered(path, model, allow_empty):
+        yield start, rec
+
+
+def iter_numbered(path: str | os.PathLike, model: type[R], allow_empty: bool = False) -> Iterator[tuple[int, int, R]]:
+    """:func:`iter_jsonl` with each record's line number first: (line, byte offset, record)."""
     p = FsPath(path)
     n = 0
     for lineno, start, obj in iter_json_lines(p):
@@ -115,7 +164,7 @@ def iter_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = Fals
             field, msg = _first_error(e)
             raise InputError(p, msg, line=lineno, field=field) from None
         n += 1
-        yield start, rec
+        yield lineno, start, rec
     if n == 0 and not allow_empty:
         raise InputError(p, "file is empty: no records")
 
@@ -132,7 +181,10 @@ def read_jsonl(path: str | os.PathLike, model: type[R], allow_empty: bool = Fals
 def read_at(f: BinaryIO, offset: int, model: type[R]) -> R:
     """The record at byte ``offset`` of an open JSONL file (an offset from :func:`iter_jsonl`)."""
     f.seek(offset)
-    return model.model_validate_json(f.readline())
+    line = f.readline()
+    if offset == 0 and line.startswith(codecs.BOM_UTF8):
+        line = line[len(codecs.BOM_UTF8) :]
+    return model.model_validate_json(line)
 
 
 def read_questions(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[Question]:
@@ -149,9 +201,9 @@ def index_questions(path: str | os.PathLike) -> dict[str, int]:
     """Byte offset of each question by id, every line validated as :func:`load_questions` does: a stage that
     sees a few questions at a time (``filter``) reads them back with :func:`read_at` instead of holding them."""
     out: dict[str, int] = {}
-    for offset, q in iter_jsonl(path, Question):
-        if q.id in out:
-            raise InputError(path, f"duplicate question id '{q.id}'", field="id")
+    lines: dict[str, int] = {}
+    for lineno, offset, q in iter_numbered(path, Question):
+        _unique(q.id, lineno, lines, path)
         out[q.id] = offset
     return out
 
@@ -159,8 +211,15 @@ def index_questions(path: str | os.PathLike) -> dict[str, int]:
 def load_questions(path: str | os.PathLike) -> dict[str, Question]:
     """Questions by id (question files are small next to path files, so they may live in memory)."""
     out: dict[str, Question] = {}
-    for q in read_questions(path):
-        if q.id in out:
-            raise InputError(path, f"duplicate question id '{q.id}'", field="id")
+    lines: dict[str, int] = {}
+    for lineno, _, q in iter_numbered(path, Question):
+        _unique(q.id, lineno, lines, path)
         out[q.id] = q
     return out
+
+
+def _unique(qid: str, lineno: int, seen: dict[str, int], path: str | os.PathLike) -> None:
+    """Record ``qid`` as seen on ``lineno``; a repeat is an error naming both lines."""
+    if qid in seen:
+        raise InputError(path, f"duplicate question id '{qid}' (first on line {seen[qid]})", line=lineno, field="id")
+    seen[qid] = lineno

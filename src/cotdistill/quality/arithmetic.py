@@ -34,6 +34,7 @@ _OPS = {"+": "+", "-": "-", "−": "-", "–": "-", "×": "*", "*": "*", "·": "
 _OPS.update({"\\times": "*", "\\cdot": "*", "\\div": "/"})
 _WORD_OPS = {"x": "*", "times": "*", "plus": "+", "minus": "-"}
 _MAX_UNIT_WORDS = 3
+_MAX_EXPR_TOKENS = 96  # tokens looked at either side of '=': keeps the (quadratic) scans below linear in the line
 _GLUED_UNIT = re.compile(r"(?!(?:st|nd|rd|th)$)[a-z]{2,5}")  # "10km", "5kg"; never ordinals ("1st") or "2xM"
 _HAS_DIGIT = re.compile(r"\d")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
@@ -41,7 +42,7 @@ _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _STOP_WORDS = {"and", "or", "is", "are", "was", "were", "so", "then", "which", "that", "to", "of", "for", "if"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a long line makes a token per word, a dict each costs memory
 class Tok:
     kind: str  # num, op, eq, lp, rp, word, brk
     text: str
@@ -169,7 +170,8 @@ def _operand_tokens(toks: list[Tok]) -> list[Tok]:
 
 
 def _trailing_expression(seg: list[Tok]) -> list[Tok]:
-    """The longest well-formed arithmetic expression at the end of ``seg`` (may be empty)."""
+    """The longest well-formed expression at the end of ``seg`` (may be empty; cut to ``_MAX_EXPR_TOKENS``)."""
+    seg = seg[-_MAX_EXPR_TOKENS:]
     best: list[Tok] = []
     for start in range(len(seg) - 1, -1, -1):
         cand = seg[start:]
@@ -371,7 +373,8 @@ def find_calculations(text: str) -> list[Calculation]:
 
 
 def _expression_prefix_len(seg: list[Tok]) -> int:
-    """Length of the longest well-formed expression at the start of ``seg``."""
+    """Length of the longest well-formed expression at the start of ``seg`` (up to ``_MAX_EXPR_TOKENS``)."""
+    seg = seg[:_MAX_EXPR_TOKENS]
     best = 0
     for end in range(1, len(seg) + 1):
         if _well_formed(seg[:end]):

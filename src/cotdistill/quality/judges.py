@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cotdistill.errors import ConfigError
+from cotdistill.errors import ConfigError, StageFailed
 from cotdistill.io import JsonlAppender, iter_objects, repair_torn_tail
 from cotdistill.quality.arithmetic import arithmetic_verdict
 from cotdistill.records import Question, ReasoningPath
@@ -172,11 +172,18 @@ class VerdictCache:
             self._out.close()
 
 
+# failures where the server did answer, with something unusable for this one path: the path's verdict is unparseable
+ANSWERED_KINDS = ("malformed", "bad_request")
+
+
 class LLMJudge:
     """A teacher backend used as judge: one request per path, replies parsed, verdicts cached.
 
-    Transport failures (the backend's ``Completion.error``) are *not* cached, so a re-run retries them;
-    they are reported as ``unparseable`` with the error as reason.
+    A reply that cannot be read (or a server that answered this one request with an unusable body or a 4xx) is
+    ``unparseable``. No server (connection refused, timeouts, 5xx, rate limits after every retry, a refused key
+    or model) is no verdict at all: the judge stops the filter with :class:`StageFailed` (exit 3) instead of
+    rejecting every path; verdicts received so far are cached, so the re-run asks only for the rest. Failed
+    requests are never cached.
     """
 
     name = "llm"
@@ -200,10 +207,15 @@ class LLMJudge:
             )
             where[rkey] = (i, key)
 
+        failures: list[str] = []
+
         def on_result(req: GenRequest, c: Completion) -> None:
             i, key = where[req.key]
             if c.error is not None or c.text is None:
-                out[i] = Verdict("unparseable", f"judge request failed: {c.error or 'no text'}"[:300])
+                if c.kind in ANSWERED_KINDS:
+                    out[i] = Verdict("unparseable", f"judge request failed: {c.error or 'no text'}"[:300])
+                else:
+                    failures.append(c.error or "no text")
                 return
             v = parse_judge_reply(c.text)
             out[i] = v
@@ -212,6 +224,11 @@ class LLMJudge:
 
         if requests:
             self.backend.generate(requests, on_result)
+        if failures:
+            raise StageFailed(
+                f"filter: the LLM judge cannot be reached: {failures[0][:300]} ({len(failures)} of {len(requests)} "
+                "request(s) failed); no path was rejected for it, verdicts so far are cached: re-run when it answers"
+            )
         return [v if v is not None else Verdict("unparseable", "judge gave no result") for v in out]
 
 

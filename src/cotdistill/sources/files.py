@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotdistill.errors import InputError
+from cotdistill.errors import CotdistillError, InputError
 from cotdistill.io import iter_json_lines
 from cotdistill.records import Question
 from cotdistill.sources import SourceRequest, register_source
@@ -34,6 +34,8 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line or row number, row) pairs from a JSONL, JSON-array, CSV or Parquet file; clear errors on bad input."""
     if not path.exists():
         raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, f"is a directory, expected a file ({', '.join(sorted(SUFFIXES))})")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError(path, f"unsupported file type '{suffix}' (use {', '.join(sorted(SUFFIXES))})")
@@ -102,7 +104,7 @@ def _item_lines(text: str, n: int) -> list[int]:
 
 def _decode(raw: bytes, path: Path, lineno: int | None) -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a UTF-8 BOM (Excel's CSV export) is not part of the first column's name
     except UnicodeDecodeError as e:
         if lineno is None:
             lineno = raw[: e.start].count(b"\n") + 1
@@ -166,6 +168,8 @@ def _jsonable(v: Any) -> bool:
 def file_source(req: SourceRequest) -> Iterator[Question]:
     """Every row of the file (its own ``split`` column when present), capped per split by ``counts``."""
     rest, counts, task, fields = req.rest, req.counts, req.task, req.fields
+    if not rest.strip():
+        raise CotdistillError("source 'file:' names no file (use file:PATH)")
     path = Path(rest)
     taken: dict[str, int] = {}
     ids: set[str] = set()

@@ -181,6 +181,9 @@ def import_qr_distill(src: FsPath, opts: ImportOptions) -> Iterator[Item]:
         if not isinstance(prompts, list) or len(prompts) != len(responses):
             raise InputError(src, "must be a list as long as responses", line=i, field="prompts")
         dataset = str(row.get("dataset", "")).lower()
+        if dataset and not opts.task and dataset not in DATASET_FAMILY:  # never graded as math by accident
+            known = ", ".join(sorted(DATASET_FAMILY))
+            raise InputError(src, f"unknown dataset '{dataset}' (known: {known}; or --task)", line=i, field="dataset")
         task = opts.task or DATASET_FAMILY.get(dataset) or "math"
         if task not in FAMILIES:
             raise InputError(src, f"unknown task family '{task}'", line=i, field="dataset")

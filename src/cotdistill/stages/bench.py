@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cotdistill.config import BenchConfig, RunConfig, StudentConfig
-from cotdistill.configfile import dump_config
+from cotdistill.config import BenchConfig, RunConfig, StudentConfig, dump_config
 from cotdistill.errors import CotdistillError
 from cotdistill.io import atomic_write_text
 from cotdistill.results import BenchResult, BenchRow

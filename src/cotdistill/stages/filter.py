@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from cotdistill.config import FilterConfig, RunConfig
+from cotdistill.errors import InputError
 from cotdistill.faults import maybe_kill
-from cotdistill.io import atomic_write_jsonl, atomic_write_text
+from cotdistill.io import atomic_write_jsonl, atomic_write_text, file_digest
 from cotdistill.progress import stage_progress
 from cotdistill.quality.judges import Judge, Verdict, build_judge
 from cotdistill.quality.path_index import PathIndex, index_paths
@@ -96,6 +97,13 @@ def filter_run(run: RunDir, cfg: RunConfig, judge: Judge | None = None, encoder:
     # each indexed question's offset in questions.jsonl (-1: unknown), read back with its batch of paths
     q_offsets = np.array([question_at.get(q, -1) for q in idx.qids], dtype=np.int64)
     del question_at
+    unknown = int(sum(idx.bounds[i + 1] - idx.bounds[i] for i in np.flatnonzero(q_offsets < 0)))
+    if unknown == idx.total:
+        raise InputError(
+            run.paths, f"no path belongs to a question of {run.questions} (the first names question_id "
+            f"'{idx.qids[0]}'): were the paths made for another run? re-import or re-generate them",
+        )  # fmt: skip
+    paths_digest = file_digest(run.paths)  # train compares it: a filtered.jsonl older than its paths is stale
     close_judge = None
     if judge is None:
         judge, close_judge = build_judge(cfg, run)
@@ -123,7 +131,7 @@ def filter_run(run: RunDir, cfg: RunConfig, judge: Judge | None = None, encoder:
             close_judge()
         if enc is not None and encoder is None:
             enc.close()
-    out = stats.as_dict(fc, idx.duplicates)
+    out = {**stats.as_dict(fc, idx.duplicates), "unknown_question_paths": unknown, "paths_file": paths_digest}
     maybe_kill("filter:before_stats")
     atomic_write_text(run.filter_stats, json.dumps(out, indent=2) + "\n")
     return out

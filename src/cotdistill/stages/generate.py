@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cotdistill.config import RunConfig, TeacherConfig
-from cotdistill.errors import ConfigError, CotdistillError
+from cotdistill.errors import ConfigError, CotdistillError, StageFailed
 from cotdistill.faults import maybe_kill
 from cotdistill.io import JsonlAppender, atomic_write_jsonl, iter_objects, repair_torn_tail
 from cotdistill.progress import Bar, stage_progress
@@ -47,6 +47,8 @@ class TeacherSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)  # failures by kind (Completion.kind)
+    first_error: str = ""
 
 
 @dataclass
@@ -155,10 +157,21 @@ class _Writer:
 
     def __init__(self, run: RunDir):
         self.run = run
-        self.paths = JsonlAppender(run.paths, fsync_every=4096)
-        self.cache = JsonlAppender(run.generate_cache, fsync_every=4096)
+        # opened on first use: a stage whose every request fails leaves no empty paths.jsonl behind
+        self._paths: JsonlAppender | None = None
+        self._cache: JsonlAppender | None = None
         self.failures: JsonlAppender | None = None
         self.written: set[str] = set()
+
+    @property
+    def paths(self) -> JsonlAppender:
+        self._paths = self._paths or JsonlAppender(self.run.paths, fsync_every=4096)
+        return self._paths
+
+    @property
+    def cache(self) -> JsonlAppender:
+        self._cache = self._cache or JsonlAppender(self.run.generate_cache, fsync_every=4096)
+        return self._cache
 
     def path(self, t: TeacherConfig, req: GenRequest, text: str, usage: dict[str, int], meta: dict[str, Any]) -> None:
         if req.key in self.written:  # a backend that reports a request twice never duplicates a path
@@ -188,7 +201,7 @@ class _Writer:
         })  # fmt: skip
 
     def close(self) -> None:
-        for ap in (self.paths, self.cache, self.failures):
+        for ap in (self._paths, self._cache, self.failures):
             if ap is not None:
                 ap.close()
 
@@ -208,6 +221,8 @@ def _run_teacher(plan: _Plan, backend: TeacherBackend | None, ts: TeacherSummary
         ts.completion_tokens += int(comp.usage.get("completion_tokens", 0))
         if comp.text is None:
             ts.failed += 1
+            ts.kinds[comp.kind or "other"] = ts.kinds.get(comp.kind or "other", 0) + 1
+            ts.first_error = ts.first_error or (comp.error or "unknown error")
             w.failure(t, req, comp)
         else:
             if req.key in plan.keys:
@@ -270,10 +285,12 @@ def run_generate(
     needed = [p.teacher for p in plans if any(p.hit(r) is None for r in p.todo)]
     ready = {t.name: (backends or {}).get(t.name) or build_backend(t, cfg.seed) for t in needed}
     writer = _Writer(run)
+    finished = False
     try:
         for p in plans:
             with stage_progress(p.teacher.name, len(p.todo), enabled=console is not None, on=console) as bar:
                 _run_teacher(p, ready.get(p.teacher.name), summary.teachers[p.teacher.name], writer, bar)
+        finished = True
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -284,9 +301,46 @@ def run_generate(
             except Exception:  # noqa: BLE001  (closing must not hide the real outcome)
                 pass
         writer.close()
-        if console is not None:
+        failed = failure(summary, run.generate_failures)
+        # the table says what each teacher did; a stage that did nothing (or hit a bug) is said in one line
+        if console is not None and (summary.interrupted or (finished and (failed is None or failed.partial))):
             print_summary(summary, console, run.generate_failures)
+    if failed is not None:
+        raise failed
     return summary
+
+
+TEACHER_FAULTS = ("auth", "not_found")  # failures no retry can fix: the teacher is set up wrong
+
+
+def failure(summary: GenerateSummary, log: Any) -> StageFailed | None:
+    """The error a stage with failed requests ends with (exit 3), or None when a re-run can retry them.
+
+    Every request of this run failed (nothing written): the first cause, e.g. "connection refused by URL". A teacher
+    whose key or model was refused: named, even when other teachers worked (``partial``: the table is printed too).
+    """
+    if summary.failed == 0:
+        return None
+    done = sum(t.completed + t.cached for t in summary.teachers.values())
+    bad = {n: t for n, t in summary.teachers.items() if t.failed}
+    if done == 0:
+        name, t = next(iter(bad.items()))
+        err = StageFailed(
+            f"generate: every request failed, all {summary.failed} (teacher '{name}': {t.first_error[:300]}); "
+            f"nothing new was written, see {log}"
+        )
+        err.partial = False
+        return err
+    wrong = {n: t for n, t in bad.items() if any(k in t.kinds for k in TEACHER_FAULTS)}
+    if wrong:
+        name, t = next(iter(wrong.items()))
+        err = StageFailed(
+            f"generate: teacher '{name}' cannot work as configured ({t.first_error[:300]}); {summary.failed} "
+            f"request(s) failed, the other paths were written (see {log})"
+        )
+        err.partial = True
+        return err
+    return None
 
 
 def print_summary(summary: GenerateSummary, console: Console, failures_path: Any = None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cotdistill.config import RunConfig
-from cotdistill.errors import CotdistillError
+from cotdistill.errors import CotdistillError, StageIncomplete
 from cotdistill.io import atomic_write_text
 from cotdistill.rundir import RunDir
 
@@ -43,11 +43,11 @@ def _questions(run: RunDir, cfg: RunConfig) -> Any:
 def _generate(run: RunDir, cfg: RunConfig) -> Any:
     from cotdistill.stages.generate import run_generate
 
-    summary = run_generate(run, cfg)
+    summary = run_generate(run, cfg)  # raises StageFailed (exit 3) when no request worked or a teacher cannot
     if summary.failed:
-        raise CotdistillError(
+        raise StageIncomplete(
             f"generate: {summary.failed} request(s) failed after retries (see {run.generate_failures}); "
-            "the finished paths are kept, run again to retry the rest"
+            "the finished paths are kept, re-run to retry the rest"
         )
     return summary
 
@@ -184,6 +184,13 @@ def _line(name: str, status: str, run: RunDir) -> str:
     return f"{name}: {status}" + (f"; {what}" if what else "")
 
 
+def check_stage_names(force: tuple[str, ...] = (), until: str | None = None) -> None:
+    """``--force`` and ``--until`` name stages (checked before the run directory is touched)."""
+    unknown = [s for s in (*force, *([until] if until else [])) if s not in STAGE_NAMES]
+    if unknown:
+        raise CotdistillError(f"unknown stage(s): {', '.join(unknown)} (stages: {', '.join(STAGE_NAMES)})")
+
+
 def run_pipeline(
     run: RunDir,
     cfg: RunConfig,
@@ -192,9 +199,7 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Run the stages in order (up to ``until``), skipping current ones; returns stage -> 'ran' | 'skipped'."""
-    unknown = [s for s in (*force, *([until] if until else [])) if s not in STAGE_NAMES]
-    if unknown:
-        raise CotdistillError(f"unknown stage(s): {', '.join(unknown)} (stages: {', '.join(STAGE_NAMES)})")
+    check_stage_names(force, until)
     done: dict[str, str] = {}
     for st, fp, current in plan(run, cfg, force):
         if current:

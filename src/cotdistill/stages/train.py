@@ -8,8 +8,13 @@ from cotdistill.config import RunConfig
 from cotdistill.rundir import RunDir
 
 
-def train(run: RunDir, cfg: RunConfig, resume: bool = True) -> dict[str, Any]:
-    """Train ``cfg.train.method`` on ``run`` (resuming from its latest checkpoint); returns the run summary."""
+def train(run: RunDir, cfg: RunConfig, resume: bool = True, warm_start: bool = False) -> dict[str, Any]:
+    """Train ``cfg.train.method`` on ``run``; returns the run summary.
+
+    It resumes from the latest checkpoint when that was made from the same training data, students, method and
+    schedule, and starts fresh otherwise (saying what changed); ``warm_start`` takes the checkpoint's weights with a
+    new schedule; ``resume=False`` ignores checkpoints.
+    """
     from cotdistill.training.loop import Trainer
 
-    return Trainer(run, cfg, resume).fit()
+    return Trainer(run, cfg, resume, warm_start).fit()

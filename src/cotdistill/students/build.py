@@ -49,7 +49,36 @@ def resolve_gguf(path: str) -> Path:
         p = Path(path)
     if not p.is_file():
         raise ConfigError(f"GGUF file not found: {p}")
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ConfigError(f"{p}: not a GGUF file (it does not start with the GGUF magic bytes)")
     return p
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # fmt: skip
+
+
+def check_student_source(sc: StudentConfig) -> None:
+    """What a student is built from exists and looks loadable (a model directory with config and intact weights, a
+    real GGUF file), checked before any model is loaded: a bad path is one line naming the student and the file."""
+    from cotdistill.students.store import check_weights
+
+    where = f"students: '{sc.name}'"
+    if sc.kind == "hf":
+        p = Path(sc.path or "")
+        if not sc.path or not p.is_dir():
+            raise ConfigError(f"{where}: kind hf needs path: a local model directory (got {sc.path!r})")
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"{where}: {p} is not a model directory (no config.json)")
+        if not any((p / w).is_file() for w in WEIGHT_FILES):
+            raise ConfigError(f"{where}: {p} holds no weights ({' or '.join(WEIGHT_FILES[::2])})")
+        check_weights(p, f"student '{sc.name}'")
+    elif sc.kind == "gguf":
+        if not sc.path:
+            raise ConfigError(f"{where}: kind gguf needs path: a .gguf file or 'smollm2'")
+        resolve_gguf(sc.path)
 
 
 def _preset_model(preset: str, size: dict[str, int], vocab_size: int) -> nn.Module:
@@ -99,13 +128,39 @@ def _add_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
     return get_peft_model(model, cfg)
 
 
+def _load_pretrained(sc: StudentConfig) -> tuple[Any, nn.Module]:
+    """Tokenizer and float32 model of an ``hf`` directory or a ``gguf`` file; a load failure is one line."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        if sc.kind == "hf":
+            return AutoTokenizer.from_pretrained(sc.path), AutoModelForCausalLM.from_pretrained(
+                sc.path, dtype=torch.float32
+            )
+        f = resolve_gguf(str(sc.path))
+        tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
+        from transformers import GgufConfig
+
+        # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
+        model = AutoModelForCausalLM.from_pretrained(
+            f.parent, gguf_file=f.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"students: '{sc.name}': cannot load {sc.path} ({type(e).__name__}: {first})") from None
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    return tok, model
+
+
 def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_dir: Path | None = None) -> BuiltStudent:
     """Model + tokenizer for one student config (seed torch first for a reproducible from-scratch init).
 
     ``texts`` (the train split's prompts and path texts) are only used by presets, to train their tokenizer.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if sc.kind == "preset":
         if sc.preset is None:
             raise ConfigError(f"student '{sc.name}': kind preset needs preset: tiny-gpt2 | tiny-llama")
@@ -114,25 +169,9 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
         vocab = int(sc.size.get("vocab", PRESET_DEFAULTS[sc.preset]["vocab"]))
         tok = train_tokenizer(texts, vocab, cache_dir)
         model = _preset_model(sc.preset, sc.size, len(tok))
-    elif sc.kind == "hf":
-        if not sc.path or not Path(sc.path).is_dir():
-            raise ConfigError(f"student '{sc.name}': kind hf needs path: a local model directory (got {sc.path!r})")
-        tok = AutoTokenizer.from_pretrained(sc.path)
-        model = AutoModelForCausalLM.from_pretrained(sc.path, dtype=torch.float32)
-    elif sc.kind == "gguf":
-        if not sc.path:
-            raise ConfigError(f"student '{sc.name}': kind gguf needs path: a .gguf file or 'smollm2'")
-        f = resolve_gguf(sc.path)
-        tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
-        from transformers import GgufConfig
-
-        # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
-        model = AutoModelForCausalLM.from_pretrained(
-            f.parent, gguf_file=f.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
-        )
-        model.hf_quantizer = None
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
+    elif sc.kind in ("hf", "gguf"):
+        check_student_source(sc)
+        tok, model = _load_pretrained(sc)
     else:  # pragma: no cover - pydantic guards the literal
         raise ConfigError(f"unknown student kind {sc.kind}")
     if tok.pad_token_id is None:

@@ -19,6 +19,36 @@ from torch import nn
 from cotdistill.errors import CotdistillError
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a ``.safetensors`` file (truncated, not safetensors), read from its header alone; None
+    when its size matches what the header declares. Cheap: a truncated download is found before any load."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or n > min(size - 8, 100_000_000):
+                return f"not a complete safetensors file ({size} bytes)"
+            header = json.loads(f.read(n))
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    except ValueError:
+        return "not a safetensors file (its header is not JSON)"
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        return f"truncated: {size} bytes, its header describes {need}"
+    return None
+
+
+def check_weights(path: Path, what: str) -> None:
+    """Raise a one-line error naming the file when a ``.safetensors`` file of directory ``path`` is damaged."""
+    for f in sorted(Path(path).glob("*.safetensors")):
+        problem = safetensors_problem(f)
+        if problem:
+            raise CotdistillError(f"{f}: {what}: {problem}")
+
+
 def save_student(model: nn.Module, tokenizer: Any, out: Path, merge: bool = True) -> None:
     """Save a student as a plain HF directory (weights, config, tokenizer), atomically (temp dir + rename).
 
@@ -68,6 +98,7 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
+    check_weights(path, "cannot load the student")
     try:
         if (path / "adapter_config.json").exists():
             from peft import AutoPeftModelForCausalLM

@@ -75,6 +75,13 @@ class ChoiceFamily(TaskFamily):
                 return found[-1]
         return None
 
+    def option_letter(self, answer: str, choices: list[str] | None) -> str | None:
+        """The option letter ``answer`` names: a letter, ``(B)``, or an option's text; None when it names none."""
+        g = answer.strip()
+        if len(g) == 1 and g.upper() in LETTERS:
+            return g.upper()
+        return self._letter_in(g, Question.model_construct(choices=choices)) if g else None
+
     def canonical_gold(self, gold: str, question: Question | None = None) -> str:
         g = gold.strip()
         if len(g) == 1 and g.upper() in LETTERS:

@@ -35,6 +35,9 @@ class Completion:
     error: str | None = None
     retries: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    # why it failed, when it did: connection, timeout, auth, not_found, rate_limit, server, bad_request, malformed
+    # (None: the backend did not say); auth / not_found / connection mean the teacher itself is unusable as set up
+    kind: str | None = None
 
 
 OnResult = Callable[[GenRequest, Completion], None]

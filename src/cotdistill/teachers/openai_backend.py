@@ -93,6 +93,36 @@ def _classify(exc: BaseException) -> tuple[bool, float | None]:
     return isinstance(exc, ValueError | TypeError | KeyError | AttributeError | IndexError), None
 
 
+def describe_failure(exc: BaseException, url: str, model: str, key_env: str | None) -> tuple[str, str]:
+    """(kind, one-line cause) of a request that failed for good: what a user must fix, in their terms."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", f"no reply from {url} within the timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        chain, x = [], exc.__cause__ or exc.__context__
+        while x is not None and len(chain) < 10:  # httpx wraps the socket's own error a few levels down
+            chain.append(x)
+            x = x.__cause__ or x.__context__
+        if any(isinstance(c, ConnectionRefusedError) for c in chain):
+            return "connection", f"connection refused by {url} (is the server running?)"
+        why = " ".join(str(chain[-1] if chain else exc).split())[:200]
+        return "connection", f"cannot connect to {url} ({why})"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in (401, 403):
+            where = f" in {key_env}" if key_env else " (api_key_env names the variable holding it)"
+            return "auth", f"authentication failed at {url} (HTTP {status}): check the key{where}"
+        if status == 404:
+            return "not_found", f"model '{model}' not found at {url} (HTTP 404)"
+        if status == 429:
+            return "rate_limit", f"rate limited by {url} (HTTP 429) after every retry"
+        if status >= 500:
+            return "server", f"server error from {url} (HTTP {status}) after every retry"
+        return "bad_request", f"request refused by {url} (HTTP {status})"
+    return "malformed", f"unreadable reply from {url}"
+
+
 class OpenAIBackend(TeacherBackend):
     """Chat completions from an OpenAI-compatible server, ``cfg.concurrency`` requests in flight at once."""
 
@@ -222,8 +252,10 @@ class OpenAIBackend(TeacherBackend):
                 retryable, retry_after = _classify(exc)
                 if not retryable or attempt >= cfg.max_retries:
                     self.stats.failures += len(group)
-                    msg = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
-                    return [Completion(text=None, error=msg, retries=attempt) for _ in group]
+                    url = cfg.base_url or "https://api.openai.com/v1"
+                    kind, cause = describe_failure(exc, url, cfg.model, cfg.api_key_env)
+                    msg = self.scrub(f"{cause}: {type(exc).__name__}: {exc}")[:500]
+                    return [Completion(text=None, error=msg, retries=attempt, kind=kind) for _ in group]
                 base = min(MAX_BACKOFF_S, cfg.retry_backoff_s * 2**attempt)
                 delay = base / 2 + self._rng.uniform(0, base / 2)  # "equal jitter"
                 if retry_after is not None:

@@ -29,6 +29,8 @@ class TrainData:
     train_paths: list[ReasoningPath]
     dev_paths: list[ReasoningPath]
     fallback: bool
+    unknown_question_paths: int = 0  # paths naming no question of questions.jsonl (ignored, counted)
+    duplicate_paths: int = 0  # later paths repeating an earlier path's id (ignored, counted; the first is kept)
 
     def kept_train(self) -> int:
         return sum(is_kept(p) for p in self.train_paths)
@@ -37,7 +39,12 @@ class TrainData:
 def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
     """Read questions and paths: ``filtered.jsonl`` (kept = ``checks.kept``) or, when no filter ran, every path of
     ``paths.jsonl`` marked kept; with ``max_paths``, a question's kept train paths after the first ``max_paths``
-    (in file order) are left out."""
+    (in file order) are left out.
+
+    A ``filtered.jsonl`` made from another ``paths.jsonl`` (re-imported or regenerated since) is an error saying
+    so. Paths naming no question of ``questions.jsonl`` and repeated path ids are skipped and counted; when no
+    path names a question at all, that is an error.
+    """
     if not run.questions.exists():
         raise CotdistillError(f"{run.questions}: not found (write questions first: cotdistill questions / import)")
     qs = load_questions(run.questions)
@@ -45,12 +52,23 @@ def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
     src = run.paths if fallback else run.filtered
     if not src.exists():
         raise CotdistillError(f"{src}: not found (generate or import paths first)")
+    if not fallback:
+        check_filtered_is_current(run)
     train_q = {k: q for k, q in qs.items() if q.split == "train"}
     dev_q = {k: q for k, q in qs.items() if q.split == "dev"}
-    tp: list[ReasoningPath] = []
-    dp: list[ReasoningPath] = []
+    data = TrainData(train_q, dev_q, [], [], fallback)
+    seen: set[str] = set()
     per_q: dict[str, int] = {}
+    total = 0
     for p in read_paths(src):
+        total += 1
+        if p.id in seen:
+            data.duplicate_paths += 1
+            continue
+        seen.add(p.id)
+        if p.question_id not in qs:
+            data.unknown_question_paths += 1
+            continue
         if fallback:
             p.checks = {**p.checks, "kept": True}
         if p.question_id in train_q:
@@ -58,12 +76,38 @@ def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
                 per_q[p.question_id] = per_q.get(p.question_id, 0) + 1
                 if per_q[p.question_id] > max_paths:
                     continue
-            tp.append(p)
+            data.train_paths.append(p)
         elif p.question_id in dev_q:
-            dp.append(p)
+            data.dev_paths.append(p)
     if not train_q:
         raise CotdistillError(f"{run.questions}: no train-split questions")
-    return TrainData(train_q, dev_q, tp, dp, fallback)
+    if total and data.unknown_question_paths == total - data.duplicate_paths:
+        hint = "re-run cotdistill filter" if not fallback else "re-import or re-generate them"
+        raise CotdistillError(f"{src}: none of its {total} paths belongs to a question of {run.questions} ({hint})")
+    return data
+
+
+def check_filtered_is_current(run: RunDir) -> None:
+    """``filtered.jsonl`` was made from the ``paths.jsonl`` that is there now (the digest ``filter`` recorded in
+    ``filter_stats.json``); an error saying to re-run the filter otherwise. Runs filtered before the digest existed
+    are not checked."""
+    import json
+
+    from cotdistill.io import file_digest
+
+    try:
+        recorded = json.loads(run.filter_stats.read_text(encoding="utf-8")).get("paths_file")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(recorded, dict) or not run.paths.exists():
+        return
+    now = file_digest(run.paths)
+    if now != recorded:
+        was, cur = recorded.get("bytes"), now["bytes"]
+        what = f"{was} bytes when filtered, {cur} now" if was != cur else "same size, other content"
+        raise CotdistillError(
+            f"{run.filtered} is stale: {run.paths} changed after it was filtered ({what}); re-run cotdistill filter"
+        )
 
 
 def tokenizer_texts(data: TrainData, policy: str = "core") -> Iterator[str]:

@@ -30,7 +30,7 @@ from cotdistill.progress import stage_progress
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import Encoded, collate, pad_id
 from cotdistill.training import devcheck
-from cotdistill.training.checkpoint import CheckpointStore, LoopState
+from cotdistill.training.checkpoint import CheckpointStore, LoopState, fingerprint_changes, train_fingerprint
 from cotdistill.training.data import TrainData, encode_examples, load_train_data, make_batches, shard, tokenizer_texts
 from cotdistill.training.distributed import gather_records, reduce_logged, sum_gradients
 from cotdistill.training.logs import Logs
@@ -39,6 +39,7 @@ from cotdistill.training.methods.registry import method_spec
 from cotdistill.training.optim import build_optimizer
 from cotdistill.training.rng import set_seed
 from cotdistill.training.student import Student
+from cotdistill.training.tb import event_sizes, restore_events
 
 SCHEMA_VERSION = 1
 KILL_ENV = "COTDISTILL_TEST_SIGKILL_AT_STEP"  # tests only: SIGKILL this process after that optimizer step
@@ -56,18 +57,15 @@ def use_bf16(setting: bool | str, device: torch.device) -> bool:
 class Trainer:
     """One training run of ``cfg.train.method`` over ``run``; ``fit()`` trains, dev-checks, checkpoints, saves."""
 
-    def __init__(self, run: RunDir, cfg: RunConfig, resume: bool = True):
+    def __init__(self, run: RunDir, cfg: RunConfig, resume: bool = True, warm_start: bool = False):
         from accelerate import Accelerator
+
+        from cotdistill.stages.preflight import preflight
 
         self.run, self.cfg, self.tc = run, cfg, cfg.train
         self.method_name = cfg.train.method
         self.method_cls: type[Method] = method_spec(self.method_name).load()
-        n, lo, hi = len(cfg.students), self.method_cls.min_students, self.method_cls.max_students
-        if n < lo or (hi is not None and n > hi):
-            want = f"{lo}" if hi == lo else f"{lo}..{hi if hi is not None else 'any'}"
-            raise CotdistillError(
-                f"method '{self.method_name}' needs {want} student(s) in the config's students list, got {n}"
-            )
+        preflight(cfg, ("method",))  # the number of students the method takes
         trackers = list(self.tc.trackers)
         # cpu=True on a machine without CUDA: Accelerate then sets up gloo under torchrun / accelerate launch
         self.acc = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers or None, project_dir=str(run.logs))
@@ -75,7 +73,8 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
         self.bf16 = use_bf16(self.tc.bf16, self.device)
-        self.resume = resume
+        self.resume, self.warm_start = resume, warm_start
+        self.start_note: dict[str, Any] = {}
         self.ckpts = CheckpointStore(run.checkpoints, self.acc, self.tc.keep_checkpoints)
         self.summary: dict[str, Any] = {}
 
@@ -120,6 +119,7 @@ class Trainer:
         )
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.logs = Logs(self.run.logs, self.main)
+        self.fingerprint = train_fingerprint(self.cfg, self.examples, [s.tokenizer for s in self.students])
 
     def _batches(self, epoch: int) -> list[list[int]]:
         tc = self.tc
@@ -127,31 +127,74 @@ class Trainer:
                             tc.length_grouping)  # fmt: skip
 
     def _start(self) -> tuple[LoopState, str | None]:
-        """Resume from the latest checkpoint (when asked and present), else start fresh with empty logs."""
-        ckpts = self.ckpts.list()
-        if self.resume and ckpts:
-            st, state = self.ckpts.load(ckpts[-1])
-            for s in self.students:
-                s.load_trainable_state(state["models"][s.name])
-            for k, m in self.modules.items():
-                m.load_state_dict(state["modules"][k])
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            self.method.load_state_dict(state["method"])
-            self.logs.restore(state["logs"])
-            return st, ckpts[-1].name
+        """Resume from the latest checkpoint when it was made from this run's data, students, method and schedule;
+        otherwise start fresh with empty logs, saying in one line what changed (``--warm-start``: keep its weights)."""
+        ckpts = self.ckpts.list() if self.resume or self.warm_start else []
+        latest = ckpts[-1] if ckpts else None
+        state = self.ckpts.read(latest) if latest is not None else None
+        if self.warm_start:
+            return self._warm(latest, state), None
+        if latest is not None and state is not None:
+            changes = fingerprint_changes(state.get("fingerprint"), self.fingerprint)
+            if not changes:
+                st = self.ckpts.resume(latest, state)
+                self._load_weights(state, modules=True)
+                self.opt.load_state_dict(state["optimizer"])
+                self.sched.load_state_dict(state["scheduler"])
+                self.method.load_state_dict(state["method"])
+                self.logs.restore(state["logs"])
+                if self.main:
+                    restore_events(self.run.logs / "tb", state.get("tensorboard"))
+                return st, latest.name
+            why = f"checkpoint {latest.name} does not match this run ({'; '.join(changes)})"
+            self.start_note = {"fresh_start": why}
+            if self.main:
+                self.acc.print(f"note: {why}: starting fresh, old checkpoints cleared (--warm-start keeps its weights)")
+        self._fresh()
+        return LoopState(), None
+
+    def _load_weights(self, state: dict[str, Any], modules: bool) -> None:
+        for s in self.students:
+            s.load_trainable_state(state["models"][s.name])
+        for k, m in self.modules.items() if modules else ():
+            m.load_state_dict(state["modules"][k])
+
+    def _fresh(self) -> None:
+        """Clear checkpoints, logs and TensorBoard events of an earlier run: this one starts at step 0."""
         self.ckpts.clear()
         if self.main:
             self.logs.restore(None)
+            restore_events(self.run.logs / "tb", None)
         self.acc.wait_for_everyone()
-        return LoopState(), None
+
+    def _warm(self, latest: Any, state: dict[str, Any] | None) -> LoopState:
+        """``--warm-start``: the latest checkpoint's weights (same students and tokenizers), a fresh schedule, an
+        immediate checkpoint at step 0 so a kill resumes the warm start rather than a cold one."""
+        if latest is None or state is None:
+            raise CotdistillError(f"--warm-start: no checkpoint in {self.run.checkpoints} to take the weights from")
+        old, new = state.get("fingerprint") or {}, self.fingerprint
+        if (old.get("students"), old.get("tokenizers")) != (new["students"], new["tokenizers"]):
+            what = "other students or tokenizers" if old else "an older cotdistill (no fingerprint)"
+            raise CotdistillError(
+                f"--warm-start: checkpoint {latest.name} was made with {what}, so its weights may not fit "
+                "(a preset's tokenizer is trained on the train split); use --fresh"
+            )
+        self._load_weights(state, modules=old.get("method") == self.method_name)
+        self._fresh()
+        self.start_note = {"warm_start_from": latest.name}
+        if self.main:
+            self.acc.print(f"note: warm start from {latest.name}'s weights; schedule, optimizer and logs start anew")
+        st = LoopState()
+        self.ckpts.save(st, self._checkpoint_payload() if self.main else {})
+        return st
 
     def _checkpoint_payload(self) -> dict[str, Any]:
         return {
             "models": {s.name: s.trainable_state() for s in self.students},
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "method": self.method.state_dict(), "logs": self.logs.counts(),
+            "method": self.method.state_dict(), "logs": self.logs.counts(), "fingerprint": self.fingerprint,
+            "tensorboard": event_sizes(self.acc, self.run.logs / "tb"),
         }  # fmt: skip
 
     # ---- the run
@@ -160,7 +203,7 @@ class Trainer:
         self._setup(data)
         st, resumed_from = self._start()
         if self.tc.trackers:  # Accelerate's trackers exist only after init_trackers
-            self.acc.init_trackers("tb")
+            self.acc.init_trackers("tb", init_kwargs={"tensorboard": {"purge_step": st.step}})
         self._begin_summary(data, resumed_from)
         t0, tokens0 = time.perf_counter(), st.tokens
         self._pending: dict[str, float] = {}
@@ -177,9 +220,15 @@ class Trainer:
             "prompt": self.cfg.prompt, "answer_sentence_closed": sum(ex.closed for ex in self.examples),
             "train_questions": len(data.train_questions), "students": [s.name for s in self.students],
             "total_steps": self.total_steps, "processes": self.world, "bf16": self.bf16, "resumed_from": resumed_from,
+            "unknown_question_paths": data.unknown_question_paths, "duplicate_paths": data.duplicate_paths,
+            **self.start_note,
         }  # fmt: skip
         if self.main and data.fallback:
             self.acc.print(f"note: {self.run.filtered} not found; training on every path of {self.run.paths}")
+        for n, what in ((data.unknown_question_paths, "name no question of questions.jsonl"),
+                        (data.duplicate_paths, "repeat an earlier path's id (the first one is kept)")):  # fmt: skip
+            if self.main and n:
+                self.acc.print(f"note: skipped {n} path(s) that {what}")
         if self.main and self.dropped:
             self.acc.print(f"note: dropped {self.dropped} example(s) longer than train.max_length={tc.max_length}")
 
