@@ -176,6 +176,15 @@ class FilterConfig(Section):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
 
 
+class QuantizationConfig(Section):
+    """QLoRA (QR-Distill's setting): the student's frozen base weights in 4-bit through bitsandbytes, LoRA on top."""
+
+    bits: Literal[4] = Field(4, description="4-bit weights (bitsandbytes Linear4bit)")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="NF4 (QLoRA) or FP4")
+    double_quant: bool = Field(True, description="quantise the quantisation constants too (QLoRA)")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="matmul dtype")
+
+
 class StudentConfig(Section):
     """One student model: where it comes from, LoRA or full fine-tuning, its learning rate."""
 
@@ -188,6 +197,18 @@ class StudentConfig(Section):
     size: dict[str, int] = Field(default_factory=dict, description="preset overrides: n_layer, d_model, vocab...")
     lora: dict[str, Any] | None = Field(None, description="r, alpha, dropout, target_modules; null = full FT")
     lr: float = Field(1e-3, gt=0, description="this student's AdamW learning rate")
+    device: str | None = Field(
+        None, description="this student's torch device (students on their own GPUs); default: the loop's device"
+    )
+    quantization: QuantizationConfig | None = Field(
+        None, description="kind hf + lora only: 4-bit base weights (QLoRA); saved as a LoRA adapter over the base"
+    )
+
+    @model_validator(mode="after")
+    def _qlora(self) -> StudentConfig:
+        if self.quantization is not None and (self.kind != "hf" or self.lora is None):
+            raise ValueError("quantization needs kind: hf and a lora section (QLoRA trains LoRA on 4-bit weights)")
+        return self
 
 
 class TrainConfig(Section):
@@ -216,6 +237,9 @@ class TrainConfig(Section):
     )
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
     max_paths: int | None = Field(None, ge=1, description="at most this many kept paths per question (file order)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, more time; for large students)"
+    )
     answer_sentence: bool = Field(
         True,
         description='close a training path with the family\'s answer sentence ("The answer is N.") when strict '

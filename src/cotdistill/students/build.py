@@ -171,7 +171,12 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
         model = _preset_model(sc.preset, sc.size, len(tok))
     elif sc.kind in ("hf", "gguf"):
         check_student_source(sc)
-        tok, model = _load_pretrained(sc)
+        if sc.quantization is not None:
+            from cotdistill.students.quantize import load_quantized
+
+            tok, model = load_quantized(sc)
+        else:
+            tok, model = _load_pretrained(sc)
     else:  # pragma: no cover - pydantic guards the literal
         raise ConfigError(f"unknown student kind {sc.kind}")
     if tok.pad_token_id is None:

@@ -88,10 +88,18 @@ class Trainer:
         for i, sc in enumerate(self.cfg.students):
             with self.acc.main_process_first():  # rank 0 trains/caches the tokenizer, the others read it
                 b = initial_student(sc, i, self.cfg.seed, texts, self.run.tokenizers_cache)
-            b.model.to(self.device)
+            device = self.student_device(sc)
+            if sc.quantization is None:  # a 4-bit model is placed when it loads and cannot be moved
+                b.model.to(device)
+            if self.tc.gradient_checkpointing:
+                b.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             b.model.train()
-            out.append(Student(sc.name, b.model, b.tokenizer, self.device, self.bf16, b.lora))
+            out.append(Student(sc.name, b.model, b.tokenizer, device, self.bf16, b.lora))
         return out
+
+    def student_device(self, sc: Any) -> torch.device:
+        """Where student ``sc`` lives: its ``students[].device``, else the loop's (Accelerate's) device."""
+        return torch.device(sc.device) if getattr(sc, "device", None) else self.device
 
     def _setup(self, data: TrainData) -> None:
         """Students, method, examples (tokenised once per student), epoch length, optimizer and logs."""
@@ -348,7 +356,8 @@ class Trainer:
         from cotdistill.students import save_student
 
         sc = next(c for c in self.cfg.students if c.name == s.name)
-        save_student(s.model, s.tokenizer, out, merge=bool((sc.lora or {}).get("merge", True)))
+        merge = bool((sc.lora or {}).get("merge", True)) and sc.quantization is None  # 4-bit: save the adapter
+        save_student(s.model, s.tokenizer, out, merge=merge)
 
     def _write_records(self, records: dict[str, list[dict[str, Any]]], step: int, epoch: int) -> None:
         for name, recs in gather_records(records, self.world).items():

@@ -23,7 +23,7 @@ class _SFT(Method):
             out = s.forward(batch.inputs[s.name])
             ce = out.loss.mean()
             losses[f"ce/{s.name}"] = ce
-            total = ce if total is None else total + ce
+            total = ce if total is None else total + ce.to(total.device)  # students may live on other devices
         assert total is not None
         losses["total"] = total
         return Computed(losses=losses)
@@ -93,7 +93,7 @@ class StepByStep(Method):
             losses[f"ce/{s.name}"] = loss
             losses[f"answer/{s.name}"] = la
             losses[f"rationale/{s.name}"] = lr
-            total = loss if total is None else total + loss
+            total = loss if total is None else total + loss.to(total.device)
         assert total is not None
         losses["total"] = total
         return Computed(losses=losses)
