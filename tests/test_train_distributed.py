@@ -59,3 +59,38 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     la = [json.loads(x)["losses"]["total"] for x in (one / "logs" / "train_metrics.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["losses"]["total"] for x in (two / "logs" / "train_metrics.jsonl").read_text().splitlines()]
     assert len(la) == len(lb) == 3 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
+
+
+def _losses(run) -> list[float]:
+    return [json.loads(x)["losses"]["total"] for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["sft-multi", pytest.param("step-by-step", marks=pytest.mark.slow)])
+def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path, method):
+    """The shipped configs/accelerate/cpu-ddp.yaml: 2 gloo processes take the steps 1 process takes."""
+    cfg = write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=8, method=method)
+    one = write_add_run(tmp_path / "one", n_train=21, n_dev=0, paths_per_q=1)
+    two = write_add_run(tmp_path / "two", n_train=21, n_dev=0, paths_per_q=1)
+    r = run_cli("train", str(one), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(REPO / "configs" / "accelerate" / "cpu-ddp.yaml"), "-m", "cotdistill.cli", "train"]  # fmt: skip
+    r = subprocess.run([*launch, str(two), "-c", str(cfg)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((two / "logs" / "train_summary.json").read_text())["processes"] == 2
+    la, lb = _losses(one), _losses(two)
+    assert len(la) == len(lb) == 3 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
+
+
+def test_fsdp_and_deepspeed_engines_are_refused_in_one_line():
+    from accelerate.utils import DistributedType
+
+    from cotdistill.errors import CotdistillError
+    from cotdistill.training.loop import check_engine
+
+    for ok in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        check_engine(ok)
+    for engine, name in ((DistributedType.FSDP, "FSDP"), (DistributedType.DEEPSPEED, "DEEPSPEED")):
+        with pytest.raises(CotdistillError, match=rf"{name} engine: .*configs/accelerate/cpu-ddp\.yaml"):
+            check_engine(engine)

@@ -197,9 +197,7 @@ class StudentConfig(Section):
     size: dict[str, int] = Field(default_factory=dict, description="preset overrides: n_layer, d_model, vocab...")
     lora: dict[str, Any] | None = Field(None, description="r, alpha, dropout, target_modules; null = full FT")
     lr: float = Field(1e-3, gt=0, description="this student's AdamW learning rate")
-    device: str | None = Field(
-        None, description="this student's torch device (students on their own GPUs); default: the loop's device"
-    )
+    device: str | None = Field(None, description="this student's torch device (default: the loop's)")
     quantization: QuantizationConfig | None = Field(
         None, description="kind hf + lora only: 4-bit base weights (QLoRA); saved as a LoRA adapter over the base"
     )
@@ -237,9 +235,7 @@ class TrainConfig(Section):
     )
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
     max_paths: int | None = Field(None, ge=1, description="at most this many kept paths per question (file order)")
-    gradient_checkpointing: bool = Field(
-        False, description="recompute activations in the backward pass (less memory, more time; for large students)"
-    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     answer_sentence: bool = Field(
         True,
         description='close a training path with the family\'s answer sentence ("The answer is N.") when strict '

@@ -4,6 +4,7 @@ redirected stream (a log then holds one line per stage and no control characters
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ def quiet_third_party_bars() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")  # bars drawn with plain tqdm (GGUF de-quantisation, shard writing)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate)\b.*")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CPU kernel-hub notices on every import
     warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\b.*")
     from transformers.utils import logging as hf_logging
 

@@ -45,6 +45,17 @@ SCHEMA_VERSION = 1
 KILL_ENV = "COTDISTILL_TEST_SIGKILL_AT_STEP"  # tests only: SIGKILL this process after that optimizer step
 
 
+def check_engine(distributed_type: Any) -> None:
+    """The engines the loop supports: one process, or DDP (CPU gloo / GPU NCCL); FSDP and DeepSpeed are refused in
+    one line (the loop sums gradients itself and does not shard models yet)."""
+    engine = str(distributed_type).rsplit(".", 1)[-1]
+    if engine in ("FSDP", "DEEPSPEED"):
+        raise CotdistillError(
+            f"accelerate's {engine} engine: cotdistill's loop sums gradients across processes itself and does not "
+            "shard models yet; launch with a DDP config (configs/accelerate/cpu-ddp.yaml or gpu-ddp.yaml)"
+        )
+
+
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
     """``train.bf16``: ``auto`` is on for CPU and bf16-capable CUDA devices."""
     if setting == "auto":
@@ -69,6 +80,7 @@ class Trainer:
         trackers = list(self.tc.trackers)
         # cpu=True on a machine without CUDA: Accelerate then sets up gloo under torchrun / accelerate launch
         self.acc = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers or None, project_dir=str(run.logs))
+        check_engine(self.acc.distributed_type)
         self.device = self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
