@@ -23,7 +23,7 @@ from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
 from cotdistill.records import Question, ReasoningPath, is_kept
 from cotdistill.rundir import RunDir
-from cotdistill.training.distributed import all_gather_objects, is_main_process
+from cotdistill.training.distributed import all_gather_objects, is_main_process, main_process_first
 from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo, StudentHandle, slice_inputs
 from cotdistill.training.methods.qr_distill.diagnostics import RoutingDiagnostics, step_part
 from cotdistill.training.methods.qr_distill.inputs import (
@@ -86,7 +86,8 @@ class QRDistill(Method):
         if self.router is not None and out:
             todo = [e for e in out if e.path is not None and e.path.id not in self._emb]
             if todo:
-                self._emb.update(embed_paths(self.opts.encoder, self.run.cache / "embeddings", todo))
+                with main_process_first():  # one writer of the run's embedding cache at a time
+                    self._emb.update(embed_paths(self.opts.encoder, self.run.cache / "embeddings", todo))
             if self.opts.router_input == "standardized":
                 self.router.fit_input(torch.stack([self._emb[e.path.id] for e in out]))  # type: ignore[union-attr]
         hidden_peer = self.opts.peer and self.opts.peer_mode == "hidden"

@@ -58,7 +58,10 @@ class QROptions(MethodOptions):
     )
     competence_weight: float = Field(1.0, ge=0, description="weight of the competence regressors' auxiliary CE")
     competence_temperature: float = Field(
-        0.1, gt=0, description="T in the target softmax_s(-CE_s / T), CE_s the student's loss per byte of the path"
+        0.3,
+        gt=0,
+        description="T in the target softmax_s(-CE_s / T), CE_s the student's loss per byte of the path (a token is "
+        "3-4 bytes: T = 0.3 per byte is about as sharp as the old T = 1 per token)",
     )
     shared_dim: int = Field(128, ge=1, description="dimension of the shared space of the frozen projections")
     encoder: str = Field("minilm", description="router encoder: 'minilm' (offline) or a sentence-transformers dir")

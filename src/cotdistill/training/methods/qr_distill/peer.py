@@ -99,18 +99,23 @@ class PeerSpace(nn.Module):
         return (pooled.float() - mean) @ proj.T
 
     def competence_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """``[N, S, d]`` shared vectors -> ``[N, S]`` competence scores ``w_s . z_s + b_s``."""
-        return (z * self.competence[None]).sum(-1) + self.competence_bias[None]
+        """``[N, S, d]`` shared vectors -> ``[N, S]`` competence scores ``w_s . z_s + b_s``.
+
+        ``z`` is read in standardised coordinates (``sqrt(d) z``: ``E ||z||^2 = 1``, so a coordinate is about
+        ``1/sqrt(d)``), as the router reads standardised embeddings."""
+        return (z * math.sqrt(self.dim) * self.competence[None]).sum(-1) + self.competence_bias[None]
 
 
-def fit_projections(centred: list[torch.Tensor], dim: int, ridge: float = 1e-3) -> list[torch.Tensor]:
+def fit_projections(centred: list[torch.Tensor], dim: int, ridge: float = 0.1) -> list[torch.Tensor]:
     """Generalised CCA (MAXVAR) on a calibration batch: ``[K, H_s]`` centred states -> ``[dim, H_s]`` maps.
 
     Each student's states are whitened (their left singular vectors), the shared coordinates ``G`` are the top
     left singular vectors of all of them side by side (the directions every student represents), and each map
-    is the ridge least-squares fit from the student's states to ``G``, scaled so ``E ||z||^2 = 1``. Rows beyond
-    the batch's rank are zero. Identical inputs give identical maps (the computation is the same), so identical
-    students agree exactly.
+    is the ridge least-squares fit from the student's states to ``G`` (``ridge`` times the mean eigenvalue of its
+    covariance: a small ridge inverts directions of little calibration variance, which then blow ``z`` up as
+    training moves the states; measured in ``benchmarks/bench_qr_peer.py``), scaled so ``E ||z||^2 = 1`` on the
+    batch. Rows beyond the batch's rank are zero. Identical inputs give identical maps (the computation is the
+    same), so identical students agree exactly.
     """
     k = centred[0].shape[0]
     bases = []
@@ -126,7 +131,7 @@ def fit_projections(centred: list[torch.Tensor], dim: int, ridge: float = 1e-3) 
         gram = xd.T @ xd
         lam = ridge * float(torch.trace(gram)) / gram.shape[0] + 1e-12
         w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), xd.T @ g)  # [H, d]
-        w = w * math.sqrt(k / d)
+        w = w / float((xd @ w).pow(2).sum(-1).mean().sqrt().clamp(min=1e-12))
         p = torch.zeros(dim, x.shape[1], dtype=torch.float64)
         p[:d] = w.T
         out.append(p.float())
