@@ -50,13 +50,13 @@ def copies(tmp: Path) -> list[dict]:
         ex = m.examples(questions, paths)
         with torch.enable_grad():
             res = m.compute(make_batch([base, twin], ex[:24]), StepInfo(0, 0, 1))
-        out.append({"part": "copies", "projection": mode, "mutual": round(float(res.losses["mutual"]), 6)})
+        out.append({"part": "copies", "projection": mode, "mutual": round(float(res.losses["mutual"].detach()), 6)})
     return out
 
 
 def _ratios(m: QRDistill, students: list, batch) -> dict:
     res = m.compute(batch, StepInfo(0, 0, 1))
-    row = {"mutual": round(float(res.losses["mutual"]), 4)}
+    row = {"mutual": round(float(res.losses["mutual"].detach()), 4)}
     for st in students:
         params = [p for p in st.model.parameters() if p.requires_grad]
         g_ce = torch.autograd.grad(res.losses[f"ce/{st.name}"], params, retain_graph=True, allow_unused=True)

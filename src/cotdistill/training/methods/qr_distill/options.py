@@ -2,7 +2,7 @@
 
 The router's defaults (``module_lr``, ``router_input``, ``router_signal``, ``router_baseline``, ``tau``) and the
 competence temperature were chosen by measurement: ``benchmarks/bench_qr_router.py`` and
-``benchmarks/bench_qr_peer.py`` (the numbers are in ``docs/benchmarks.md``).
+``benchmarks/bench_qr_peer.py`` (the numbers are in the README's QR-Distill section).
 """
 
 from __future__ import annotations
