@@ -217,7 +217,7 @@ class QRDistill(Method):
 
     def on_empty_shard(self, info: StepInfo) -> None:
         """Join the batch's collectives from a process whose shard of this micro-batch is empty."""
-        dev = next(self.peer_space.buffers()).device
+        dev = next(self.students[0].model.parameters()).device  # where compute()'s statistics live (NCCL: CUDA)
         empty_stats(len(self.students), dev)
         for part in all_gather_objects(None):
             if part is not None:
