@@ -164,3 +164,62 @@ def toy_data(n_questions: int = 6) -> tuple[dict[str, Question], list[ReasoningP
 
 def make_batch(students: list[TinyStudent], examples: list[Example]) -> Batch:
     return Batch(examples=examples, inputs={s.name: collate(s.tokenizer, examples) for s in students})
+
+
+PLANTED = ("cot", "program")  # student 0 is warmed up on cot, student 1 on program; vanilla is neutral
+
+
+def planted_data(n_questions: int = 36) -> tuple[dict[str, Question], list[ReasoningPath]]:
+    """Questions ``What is a plus b?`` with one path per style (vanilla, cot, program), all kept."""
+    questions, paths = {}, []
+    for i in range(n_questions):
+        a, b = 2 + i % 12, 1 + i // 12
+        q = Question(id=f"p{i}", task="math", question=f"What is {a} plus {b}?", gold=str(a + b))
+        questions[q.id] = q
+        texts = {
+            "vanilla": f"{a} + {b} = {a + b}. The answer is {a + b}.",
+            "cot": f"First take {a}. Then add {b}. So we get {a + b}. The answer is {a + b}.",
+            "program": f"x = {a} + {b}\nprint(x)  # {a + b}\nThe answer is {a + b}.",
+        }
+        for style, text in texts.items():
+            paths.append(ReasoningPath(id=f"p{i}|t|{style}|0", question_id=q.id, teacher="t", style=style, text=text,
+                                       answer=str(a + b), checks={"kept": True}))  # fmt: skip
+    return questions, paths
+
+
+def warm_up(student: TinyStudent, examples: list[Example], steps: int = 40, lr: float = 3e-3, seed: int = 0) -> None:
+    """Plain SFT of one student on ``examples`` (its planted style), seeded batches of 12."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(student.model.parameters(), lr=lr)
+    for _ in range(steps):
+        idx = torch.randperm(len(examples), generator=gen)[:12].tolist()
+        loss = student.forward(collate(student.tokenizer, [examples[i] for i in idx])).loss.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def run_method(method, students: list[TinyStudent], examples: list[Example], epochs: int, batch_size: int = 12,
+               student_lr: float = 1e-3, seed: int = 0) -> list[dict]:  # fmt: skip
+    """A miniature of the shared loop: AdamW with the students at ``student_lr`` and the method's modules at its
+    ``module_lr``, seeded shuffled batches, ``on_epoch_end`` each epoch. Returns every ``routing_rates`` record."""
+    from cotdistill.training.methods.base import StepInfo
+
+    groups = [{"params": list(s.model.parameters()), "lr": student_lr} for s in students]
+    mparams = [p for m in method.modules().values() for p in m.parameters() if p.requires_grad]
+    if mparams:
+        groups.append({"params": mparams, "lr": method.module_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    step, out = 0, []
+    for epoch in range(epochs):
+        order = torch.randperm(len(examples), generator=gen).tolist()
+        for i in range(0, len(order), batch_size):
+            batch = make_batch(students, [examples[j] for j in order[i : i + batch_size]])
+            res = method.compute(batch, StepInfo(step=step, epoch=epoch, total_steps=0))
+            opt.zero_grad()
+            res.losses["total"].backward()
+            opt.step()
+            step += 1
+        out += method.on_epoch_end(epoch).get("routing_rates", [])
+    return out

@@ -83,7 +83,9 @@ def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
     bench = next(s for s in sections if s.key == "bench")
     tables = [p for p in bench.parts if hasattr(p, "caption") and hasattr(p, "rows")]
     assert [t.caption for t in tables] == ["methods", "ablations"]
-    assert [r[0] for r in tables[1].rows] == ["qr-distill w/o QF", "qr-distill w/o routing", "qr-distill w/o peer"]
+    assert [r[0] for r in tables[1].rows] == [
+        "qr-distill w/o QF", "qr-distill w/o routing", "qr-distill random routing", "qr-distill w/o peer"
+    ]  # fmt: skip
     assert tables[0].rows[0][1:] == ["15.0 ± 7.1", "15.0 ± 7.1"]  # seeds 0 and 1: 10% and 20%
 
 

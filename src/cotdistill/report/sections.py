@@ -65,8 +65,11 @@ def filter_section(sec: Section, path: Path) -> None:
         sec.parts.append(Figure("filter", fig_png(draw, 10, 4), "Kept and total paths per teacher and style"))
 
 
-def routing_rates(path: Path, skipped: list[int] | None = None) -> dict[str, dict[int, dict[str, tuple[int, int]]]]:
-    """student -> epoch -> style -> (decisions, gates opened), streamed from ``logs/routing.jsonl``."""
+def routing_rates(
+    path: Path, skipped: list[int] | None = None, fallbacks: bool = True
+) -> dict[str, dict[int, dict[str, tuple[int, int]]]]:
+    """student -> epoch -> style -> (decisions, gates opened), streamed from ``logs/routing.jsonl``; with
+    ``fallbacks=False`` a gate opened only by the fallback rule (``fallback: true``) does not count as opened."""
     skipped = skipped if skipped is not None else [0]
     acc: dict[str, dict[int, dict[str, list[int]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: [0, 0]))
@@ -75,10 +78,51 @@ def routing_rates(path: Path, skipped: list[int] | None = None) -> dict[str, dic
         try:
             cell = acc[str(r["student"])][int(r["epoch"])][str(r["style"])]
             cell[0] += 1
-            cell[1] += int(r["gate"])
+            cell[1] += int(r["gate"]) if fallbacks or not r.get("fallback") else 0
         except (KeyError, TypeError, ValueError):
             skipped[0] += 1
     return {s: {e: {st: (c[0], c[1]) for st, c in d.items()} for e, d in sorted(ep.items())} for s, ep in acc.items()}
+
+
+def _rate_rows(rates: dict[str, dict[int, dict[str, tuple[int, int]]]], epochs: list[int], styles: list[str]):
+    rows = []
+    for e in epochs:
+        for st in styles:
+            row = [str(e), st]
+            for s in rates:
+                n, g = rates[s].get(e, {}).get(st, (0, 0))
+                row.append(pct(g / n) if n else "-")
+            rows.append(row)
+    return rows
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def router_diagnostics(sec: Section, path: Path) -> None:
+    """The per-student lines of ``logs/routing_rates.jsonl`` (written by qr-distill at each epoch's end)."""
+    skipped = [0]
+    recs = [r for r in iter_objects(path, skipped) if isinstance(r, dict) and r.get("kind") == "student"]
+    sec.parts += _skipped_note(skipped, path)
+    if not recs:
+        return
+    sec.parts.append(Text(
+        "Router diagnostics per epoch (logs/routing_rates.jsonl): the gate probability sigmoid(logit) per student "
+        "(mean, std), the selection rate with and without fallbacks, the student's share of the fallback paths, "
+        "the share of paths that fell back, and the Spearman correlation between a gate's probability and the "
+        "student's centred loss on the path (negative: the router opens the gates of paths below the student's "
+        "average; about 0: coin flips)."
+    ))  # fmt: skip
+    rows = [
+        [str(r.get("epoch")), str(r.get("student")), _num(r.get("prob_mean"), ".3f"), _num(r.get("prob_std"), ".3f"),
+         pct(r.get("rate")), pct(r.get("rate_no_fallback")), pct(r.get("fallback_share")), pct(r.get("fallback_rate")),
+         _num(r.get("spearman"), "+.3f")]
+        for r in recs
+    ]  # fmt: skip
+    head = ["epoch", "student", "p mean", "p std", "rate", "rate w/o fallback", "fallback share", "fell back",
+            "Spearman(p, centred loss)"]  # fmt: skip
+    sec.parts.append(Table(head, rows))
 
 
 def routing_section(sec: Section, path: Path) -> None:
@@ -94,15 +138,16 @@ def routing_section(sec: Section, path: Path) -> None:
     sec.parts.append(
         Text("Share of each style's paths routed to each student (gate = 1), per epoch. Rows: epoch and style.")
     )
-    rows = []
-    for e in epochs:
-        for st in styles:
-            row = [str(e), st]
-            for s in students:
-                n, g = rates[s].get(e, {}).get(st, (0, 0))
-                row.append(pct(g / n) if n else "-")
-            rows.append(row)
-    sec.parts.append(Table(["epoch", "style", *students], rows))
+    sec.parts.append(Table(["epoch", "style", *students], _rate_rows(rates, epochs, styles)))
+    own = routing_rates(path, fallbacks=False)
+    sec.parts.append(Text(
+        "The same without fallbacks: a gate opened only because no gate of the path opened (the path then goes to "
+        "the student with the largest noisy score) does not count. This is the router's own preference."
+    ))  # fmt: skip
+    sec.parts.append(Table(["epoch", "style", *students], _rate_rows(own, epochs, styles)))
+    diag = path.parent / "routing_rates.jsonl"
+    if diag.exists():
+        router_diagnostics(sec, diag)
 
     def draw(fig: Any) -> None:
         axes = fig.subplots(1, len(students), squeeze=False)[0]

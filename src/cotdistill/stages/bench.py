@@ -44,6 +44,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("qr-distill", "qr-distill", joint=True),
     Variant("qr-distill w/o QF", "qr-distill", "ablations", {"filter": False}, joint=True),
     Variant("qr-distill w/o routing", "qr-distill", "ablations", {"routing": False}, joint=True),
+    Variant("qr-distill random routing", "qr-distill", "ablations", {"routing": "random"}, joint=True),
     Variant("qr-distill w/o peer", "qr-distill", "ablations", {"peer": False}, joint=True),
 )
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)

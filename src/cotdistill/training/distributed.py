@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,3 +51,44 @@ def gather_records(records: dict[str, list[dict[str, Any]]], world: int) -> dict
         for k, v in r.items():
             merged.setdefault(k, []).extend(v)
     return merged
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over processes (a copy; ``t`` itself is returned when there is one process).
+
+    For a method's batch statistics (counts, sums of losses), so that normalisers computed from them are those of
+    the whole global batch, as one process would compute them.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every process's ``obj`` in rank order (``[obj]`` with one process): a method's per-step diagnostics."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def is_main_process() -> bool:
+    """Rank 0 of an initialised process group, or the only process."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the block first, the others after it (e.g. rank 0 fills an on-disk cache the others then read;
+    two processes appending to one cache file at once would interleave their rows). No-op with one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        yield
+        return
+    if dist.get_rank() != 0:
+        dist.barrier()
+    yield
+    if dist.get_rank() == 0:
+        dist.barrier()

@@ -122,7 +122,7 @@ class Trainer:
         self.modules = self.method.modules()
         for m in self.modules.values():
             m.to(self.device)
-        examples = self.method.examples(data.train_questions, list(data.train_paths))
+        examples = self.method.training_examples(data.train_questions, list(data.train_paths))
         self.examples, self.enc, self.dropped = encode_examples(examples, self.students, tc.max_length)
         if not self.examples:
             raise CotdistillError(
@@ -276,9 +276,12 @@ class Trainer:
         """Forward + backward of this process's shard of one global micro-batch; losses accumulate for the log."""
         mine = shard(glob, self.groups, self.rank, self.world, self.mode)
         records: dict[str, list[dict[str, Any]]] = {}
-        if mine:
+        info = StepInfo(step=st.step, epoch=epoch, total_steps=self.total_steps)
+        if not mine:  # a method exchanging batch statistics (qr-distill) still joins their collectives
+            self.method.on_empty_shard(info)
+        else:
             batch = self._batch(mine)
-            computed = self.method.compute(batch, StepInfo(step=st.step, epoch=epoch, total_steps=self.total_steps))
+            computed = self.method.step(batch, info)
             share = len(mine) / len(glob) / n_micro
             self.acc.backward(computed.losses["total"] * share)
             for k, v in computed.losses.items():

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cotdistill.config import RunConfig
+from cotdistill.errors import ConfigError
 from cotdistill.records import Question, ReasoningPath
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import StudentInputs
@@ -45,6 +46,13 @@ def training_target(q: Question, text: str, answer_sentence: bool) -> tuple[str,
         if sentence is not None:
             return text.rstrip() + "\n" + sentence, True
     return text, False
+
+
+def slice_inputs(inputs: StudentInputs, idx: torch.Tensor) -> StudentInputs:
+    """Rows ``idx`` of a right-padded batch, trimmed to their own longest sequence (no wasted padding)."""
+    mask = inputs.attention_mask[idx]
+    t = int(mask.sum(dim=1).max().item()) if idx.numel() else 1
+    return StudentInputs(input_ids=inputs.input_ids[idx, :t], attention_mask=mask[:, :t], labels=inputs.labels[idx, :t])
 
 
 @dataclass
@@ -106,6 +114,7 @@ class Method(ABC):
     batching: ClassVar[Literal["path", "question"]] = "path"  # "question": all of a question's examples together
     min_students: ClassVar[int] = 1
     max_students: ClassVar[int | None] = None
+    has_answer_task: ClassVar[bool] = False  # its examples() already hold answer-only examples (step-by-step)
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         from cotdistill.training.methods.registry import method_spec
@@ -138,6 +147,55 @@ class Method(ABC):
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
         """Forward the students on ``batch`` and return the losses to backpropagate."""
 
+    def training_examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
+        """What the loop trains on: :meth:`examples`, plus with ``options.answer_examples`` one answer-only example
+        per path example (step-by-step's answer task for any method: the prompt after ``answer_examples_prefix``,
+        the family's answer sentence for the gold answer as target, ``kind = "answer"``)."""
+        out = self.examples(questions, paths)
+        if not getattr(self.opts, "answer_examples", False):
+            return out
+        if self.has_answer_task:
+            raise ConfigError(f"method '{self.name}' trains answer examples already; drop options.answer_examples")
+        prefix = self.opts.answer_examples_prefix
+        extra = [
+            Example(ex.question, self.prompt(ex.question, prefix), get_family(ex.question.task).format_answer(
+                ex.question.gold), path=ex.path, kind="answer")
+            for ex in out if ex.path is not None and ex.kind != "answer"
+        ]  # fmt: skip
+        return out + extra
+
+    def step(self, batch: Batch, info: StepInfo) -> Computed:
+        """What the loop calls per micro-batch: :meth:`compute`; with ``options.answer_examples`` on the batch's
+        other examples, plus ``L_answer`` per student (the mean CE of its answer examples: ``answer/<student>``,
+        added to ``ce/<student>`` and the total, as step-by-step's ``L_answer + alpha * L_rationale``)."""
+        if not getattr(self.opts, "answer_examples", False) or self.has_answer_task:
+            return self.compute(batch, info)
+        ans = [i for i, e in enumerate(batch.examples) if e.kind == "answer"]
+        rest = [i for i, e in enumerate(batch.examples) if e.kind != "answer"]
+        if rest:
+            computed = self.compute(_subset(batch, rest) if ans else batch, info)
+        else:
+            self.on_empty_shard(info)
+            computed = Computed(losses={})
+        losses = computed.losses
+        total = losses.get("total")
+        for s in self.students:
+            la = s.forward(_subset(batch, ans).inputs[s.name]).loss.mean() if ans else None
+            if la is None:
+                la = (total * 0.0) if total is not None else torch.zeros(())
+            losses[f"answer/{s.name}"] = la
+            losses[f"ce/{s.name}"] = losses[f"ce/{s.name}"] + la if f"ce/{s.name}" in losses else la
+            total = la if total is None else total + la
+        assert total is not None
+        losses["total"] = total
+        return computed
+
+    def on_empty_shard(self, info: StepInfo) -> None:
+        """Called instead of :meth:`compute` on a process whose shard of a micro-batch is empty (several
+        processes, a micro-batch smaller than their number): a method whose ``compute`` exchanges statistics
+        across processes joins those collectives here."""
+        del info
+
     def modules(self) -> dict[str, nn.Module]:
         """Extra trainable modules (a router, regressors); the loop optimises and checkpoints them."""
         return {}
@@ -153,3 +211,9 @@ class Method(ABC):
     def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
         """Hook after each epoch; may return log records like ``Computed.records``."""
         return {}
+
+
+def _subset(batch: Batch, idx: list[int]) -> Batch:
+    """The examples ``idx`` of ``batch`` with each student's inputs cut to them."""
+    t = torch.tensor(idx, dtype=torch.long)
+    return Batch([batch.examples[i] for i in idx], {k: slice_inputs(v, t) for k, v in batch.inputs.items()})

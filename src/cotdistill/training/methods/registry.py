@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from cotdistill.errors import ConfigError
 
@@ -20,9 +20,19 @@ if TYPE_CHECKING:
 
 
 class MethodOptions(BaseModel):
-    """Base of every method's ``train.options`` model: unknown keys are errors, so a typo never passes silently."""
+    """Base of every method's ``train.options`` model: unknown keys are errors, so a typo never passes silently.
+
+    The options here apply to every method (``Method.training_examples`` / ``Method.step`` implement them).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    answer_examples: bool = Field(
+        False,
+        description="also train step-by-step's answer task: per path example an answer-only example (the prompt "
+        "after answer_examples_prefix, the family's answer sentence as target); its mean CE is added as L_answer",
+    )
+    answer_examples_prefix: str = Field("[answer] ", description="task prefix of the answer examples' prompt")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class StepByStep(Method):
     """
 
     name = "step-by-step"
+    has_answer_task = True  # its answer examples are built here, with options.answer_prefix
 
     def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
         rp, ap = self.opts.rationale_prefix, self.opts.answer_prefix
