@@ -101,7 +101,7 @@ def run_planted(variants: list[str], epochs: int, seed: int, student_lr: float) 
 
 
 def run_lab(variants: list[str], epochs: int, seed: int, n_train: int) -> list[dict]:
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
     from cotdistill.stages.train import train
     from qr_lab import make_lab_run, two_student_config
 

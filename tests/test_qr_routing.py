@@ -48,7 +48,7 @@ def test_random_routing_freezes_the_seeded_router_and_still_samples_gates(tmp_pa
 
 
 def test_routing_option_takes_true_false_and_random():
-    from cotdistill.configfile import load_config
+    from cotdistill.config import load_config
 
     for text, want in (("true", True), ("false", False), ("random", "random")):
         cfg = load_config(None, ["train.method=qr-distill", f"train.options.routing={text}"])
