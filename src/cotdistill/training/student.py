@@ -25,9 +25,7 @@ class Student(StudentHandle):
         mask = inputs.attention_mask.to(self.device)
         labels = inputs.labels.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(
-                input_ids=ids, attention_mask=mask, output_hidden_states=hidden or states, use_cache=cache
-            )
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden or states, use_cache=cache)
         logits = out.logits
         # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100);
         # only response positions are cast to float and scored (prompt and padding logits are never touched)

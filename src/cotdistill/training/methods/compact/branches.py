@@ -146,29 +146,56 @@ def _continue(student: StudentHandle, out: StudentOutput, b: Branch) -> torch.Te
     return res.logits[0]
 
 
-def answer_logprobs(student: StudentHandle, out: StudentOutput, b: Branch) -> torch.Tensor | None:
-    """``log P_ans`` of a branch, ``[m, V]``: the student's next-token distributions at the gold answer's m tokens
-    after the branch's rationale; None when the gold answer cannot be placed after it."""
+def _plan(out: StudentOutput, b: Branch) -> list[tuple[int, int]] | None:
+    """Where each of the branch's answer distributions comes from: ``(-1, position)`` for the training logits of
+    its row, ``(k, j)`` for row j of continuation k (``k`` = 0 placeholder, fixed by the caller); None: no place."""
     tt = b.tokens
-    logits = out.logits[b.row]
     if tt.answer is not None:
         pos = [b.pos(j - 1) for j in range(*tt.answer)]
-        if not pos or any(p is None for p in pos):
-            return None
-        return torch.log_softmax(logits[torch.tensor(pos)].float(), dim=-1)
+        return None if not pos or any(p is None for p in pos) else [(-1, p) for p in pos]
     if tt.closed_ids is None or tt.closed_answer is None or b.start is None or tt.common <= b.skip:
         return None
-    if out.cache is None or b.start + tt.common > logits.shape[0]:
+    if out.cache is None or b.start + tt.common > out.logits.shape[1]:
         return None
-    cont = _continue(student, out, b)
-    rows = []
+    plan = []
     for m in range(*tt.closed_answer):
-        if m - 1 < tt.common:
-            p = b.pos(m - 1)
-            if p is None:
-                return None
-            rows.append(logits[p])
-        else:
-            assert cont is not None
-            rows.append(cont[m - 1 - tt.common])
-    return torch.log_softmax(torch.stack(rows).float(), dim=-1)
+        p = b.pos(m - 1) if m - 1 < tt.common else None
+        if m - 1 < tt.common and p is None:
+            return None
+        plan.append((-1, p) if p is not None else (0, m - 1 - tt.common))
+    return plan
+
+
+def answer_logprobs(student: StudentHandle, out: StudentOutput, branches: list[Branch]) -> list[torch.Tensor | None]:
+    """``log P_ans`` per branch, ``[m, V]``: the student's next-token distributions at the gold answer's m tokens
+    after the branch's rationale (None when the gold answer cannot be placed after it). The training logits are
+    gathered in one indexing op (one backward scatter for the whole batch, not one per branch)."""
+    rows, poss, conts = [], [], []
+    n_cont = 0
+    index: list[list[tuple[bool, int]] | None] = []  # per branch: (from a continuation?, row in its part)
+    for b in branches:
+        plan = _plan(out, b)
+        if plan is None:
+            index.append(None)
+            continue
+        cont = _continue(student, out, b) if any(k >= 0 for k, _ in plan) else None
+        here = []
+        for k, p in plan:
+            if k < 0:
+                here.append((False, len(rows)))
+                rows.append(b.row)
+                poss.append(p)
+            else:
+                here.append((True, n_cont + p))
+        if cont is not None:
+            conts.append(cont)
+            n_cont += cont.shape[0]
+        index.append(here)
+    if not rows and not conts:
+        return [None] * len(branches)
+    parts = [out.logits[torch.tensor(rows), torch.tensor(poss)]] if rows else []
+    logp = torch.log_softmax(torch.cat(parts + conts).float(), dim=-1)
+    res: list[torch.Tensor | None] = []
+    for here in index:
+        res.append(None if here is None else logp[torch.tensor([len(rows) + j if c else j for c, j in here])])
+    return res

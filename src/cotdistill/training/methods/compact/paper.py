@@ -86,13 +86,16 @@ def _mcon(student: StudentHandle, out: StudentOutput, branches: list[Branch], gr
     zero = out.loss.sum() * 0.0
     vals: list[torch.Tensor] = [zero] * len(branches)
     has = [False] * len(branches)
+    multi = [b for b in branches if len(groups[b.qid]) > 1]
+    answers = dict(zip((b.row for b in multi), answer_logprobs(student, out, multi), strict=True))
     for idx in groups.values():
         if len(idx) < 2:
             continue
-        answers = [answer_logprobs(student, out, branches[i]) for i in idx]
-        for i, v, a in zip(idx, mcon(answers, zero), answers, strict=True):
+        mine = [answers[i] for i in idx]
+        n_have = sum(a is not None for a in mine)
+        for i, v, a in zip(idx, mcon(mine, zero), mine, strict=True):
             vals[i] = v
-            has[i] = a is not None and sum(x is not None for x in answers) > 1
+            has[i] = a is not None and n_have > 1
     return torch.stack(vals), has
 
 

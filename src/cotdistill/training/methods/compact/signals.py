@@ -130,13 +130,24 @@ def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
 
 
 def mcon(answers: Sequence[torch.Tensor | None], zero: torch.Tensor) -> list[torch.Tensor]:
-    """L_MCon,k for a question's branches: the symmetric KL between branch k's answer distribution and each other
-    branch's, averaged over the others that have one; ``zero`` for a branch without one or without partners."""
-    out = []
-    for k, pk in enumerate(answers):
-        others = [pj for j, pj in enumerate(answers) if j != k and pj is not None]
-        if pk is None or not others:
-            out.append(zero)
-            continue
-        out.append(torch.stack([symmetric_kl(pk, pj) for pj in others]).mean())
+    """L_MCon,k for a question's branches: the symmetric KL (:func:`symmetric_kl`) between branch k's answer
+    distribution and each other branch's, averaged over the others that have one; ``zero`` for a branch without
+    one or without partners. All pairs at once: ``KL(i||j) = sum p_i log p_i - sum p_i log p_j`` per token, over
+    the answer's first ``m`` tokens (``m`` the shortest tokenisation among the question's branches)."""
+    have = [k for k, a in enumerate(answers) if a is not None]
+    out = [zero] * len(answers)
+    if len(have) < 2:
+        return out
+    m = min(answers[k].shape[0] for k in have)  # type: ignore[union-attr]
+    lp = torch.stack([answers[k][:m] for k in have]).double()  # [n, m, V]; float64: no cancellation noise
+    p = lp.exp()
+    self_term = (p * lp).sum(-1)  # [n, m]
+    cross = torch.einsum("imv,jmv->ijm", p, lp)  # sum_v p_i log p_j
+    kl = self_term.unsqueeze(1) - cross  # [i, j, m]: KL(P_i || P_j)
+    sym = (0.5 * (kl + kl.transpose(0, 1))).mean(-1)  # [n, n]
+    n = len(have)
+    off = ~torch.eye(n, dtype=torch.bool, device=sym.device)
+    per = (sym * off).sum(1) / (n - 1)
+    for i, k in enumerate(have):
+        out[k] = per[i].to(zero.dtype)
     return out
