@@ -193,9 +193,11 @@ def answer_logprobs(student: StudentHandle, out: StudentOutput, branches: list[B
         index.append(here)
     if not rows and not conts:
         return [None] * len(branches)
-    parts = [out.logits[torch.tensor(rows), torch.tensor(poss)]] if rows else []
+    dev = out.logits.device
+    parts = [out.logits[torch.tensor(rows, device=dev), torch.tensor(poss, device=dev)]] if rows else []
     logp = torch.log_softmax(torch.cat(parts + conts).float(), dim=-1)
     res: list[torch.Tensor | None] = []
     for here in index:
-        res.append(None if here is None else logp[torch.tensor([len(rows) + j if c else j for c, j in here])])
+        pick = [len(rows) + j if c else j for c, j in here]
+        res.append(None if here is None else logp[torch.tensor(pick, device=dev)])
     return res
