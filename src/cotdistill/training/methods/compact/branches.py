@@ -198,6 +198,9 @@ def answer_logprobs(student: StudentHandle, out: StudentOutput, branches: list[B
     logp = torch.log_softmax(torch.cat(parts + conts).float(), dim=-1)
     res: list[torch.Tensor | None] = []
     for here in index:
+        if here is None:
+            res.append(None)
+            continue
         pick = [len(rows) + j if c else j for c, j in here]
-        res.append(None if here is None else logp[torch.tensor(pick, device=dev)])
+        res.append(logp[torch.tensor(pick, device=dev)])
     return res
