@@ -7,7 +7,8 @@ after warm-up on the corrupted and on the clean questions (the issue-21 acceptan
 below every clean teacher on the corrupted questions; every teacher within 0.05 of 1/K on the clean ones), its
 mean signals, the share of questions where it has the top weight, and (``--eval``) test accuracy.
 
-    PYTHONPATH=src python benchmarks/bench_compact_corrupt.py --train 120 --epochs 3 --set use_mi=false
+    PYTHONPATH=src python benchmarks/bench_compact_corrupt.py --train 120 --epochs 3 \
+        --also gold-free:use_mi=false --also gold-free-random:use_mi=false,cons_projection=random
 """
 
 from __future__ import annotations
@@ -109,10 +110,14 @@ def show(name: str, fig: dict, summary: dict) -> None:
 
 
 def parse_set(items: list[str]) -> dict:
+    """``key=value`` pairs, each value read as JSON when it is (numbers, true/false), else as a string."""
     out = {}
     for it in items:
         k, _, v = it.partition("=")
-        out[k] = json.loads(v) if v[:1] in "0123456789-[{tf" and v not in ("t", "f") else v
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
     return out
 
 
@@ -127,6 +132,13 @@ def main() -> None:
     ap.add_argument("--styles", default="vanilla,cot")
     ap.add_argument("--corrupt-share", type=float, default=0.3)
     ap.add_argument("--set", action="append", default=[], help="a compact option, e.g. use_mi=false (repeatable)")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME:K=V,K=V",
+        help="another compact configuration on the same data (options on top of --set; repeatable)",
+    )
     ap.add_argument("--ablations", action="store_true", help="also each switch-off of the paper variant")
     ap.add_argument("--v1", action="store_true", help="also the v1 variant (needs the filter's consensus)")
     ap.add_argument("--union", action="store_true", help="also the uniform union sft-multi (for --eval)")
@@ -148,6 +160,9 @@ def main() -> None:
     )
     base = {"unfiltered": True, **parse_set(args.set)}
     runs = {"compact": ("compact", base)}
+    for spec in args.also:
+        name, _, kvs = spec.partition(":")
+        runs[f"compact {name}"] = ("compact", {**base, **parse_set([kv for kv in kvs.split(",") if kv])})
     if args.ablations:
         runs.update({f"compact {n}": ("compact", {**base, **o}) for n, o in ABLATIONS.items()})
     if args.v1:
