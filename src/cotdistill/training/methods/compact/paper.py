@@ -55,11 +55,11 @@ def _info_gain(m: CompactMethod, batch: Batch, out: StudentOutput, branches: lis
     states = out.states.detach().float().cpu()
     for b in branches:
         a = gold.get(b.qid)
-        js = [j for j in range(len(b.tokens.ids)) if b.pos(j) is not None]
-        if a is None or len(js) < 2:
+        first, n = b.skip, len(b.tokens.ids)  # the target's tokens j >= skip sit at start + j, contiguous
+        if a is None or b.start is None or n - first < 2:
             continue
-        h = states[b.row, torch.tensor([b.pos(j) for j in js])]
-        mask = torch.tensor([b.tokens.content[j] if o.semantic_mask else True for j in js])
+        h = states[b.row, b.start + first : b.start + n]
+        mask = torch.tensor(b.tokens.content[first:]) if o.semantic_mask else torch.ones(n - first, dtype=torch.bool)
         res[b.row] = information_gain(h, a, mask, o.mi_estimator)
     return res
 
@@ -143,6 +143,8 @@ def compute_paper(m: CompactMethod, batch: Batch, info: StepInfo) -> Computed:
     records: list[dict[str, Any]] = []
     seen: dict[str, list[float]] = defaultdict(list)
     entropies = []
+    mcon_of = l_mcon.detach().double().cpu().tolist()
+    loss_of = out.loss.detach().double().cpu().tolist()
     for qid, idx in groups.items():
         alpha = _fuse(m, sig, branches, idx, warm)
         mult[torch.tensor(idx)] = len(idx) * alpha
@@ -154,9 +156,9 @@ def compute_paper(m: CompactMethod, batch: Batch, info: StepInfo) -> Computed:
             rec: dict[str, Any] = {"question_id": qid, "teacher": t, "weight": w, "branches": len(mine)}
             for name in SIGNALS:
                 rec[name] = _mean([float(sig[name][i]) for i in mine])
-            rec["L_MCon"] = _mean([float(l_mcon[i].detach()) for i in mine if has_mcon[i]])
+            rec["L_MCon"] = _mean([mcon_of[i] for i in mine if has_mcon[i]])
             records.append(rec)
-            seen[t].append(float(out.loss[mine].detach().mean()))
+            seen[t].append(sum(loss_of[i] for i in mine) / len(mine))
     if o.ppl_ema:
         m.ema.observe(seen)
     scale = mult.to(out.loss.device, out.loss.dtype)
