@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
+from cotdistill.config import RunConfig
 from cotdistill.records import Question, ReasoningPath, is_kept
+from cotdistill.rundir import RunDir
 from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo, StudentHandle
 from cotdistill.training.methods.compact.branches import TokenCache
 from cotdistill.training.methods.compact.paper import compute_paper
@@ -33,7 +35,7 @@ class CompactMethod(Method):
     min_students = 1
     max_students = 1
 
-    def __init__(self, cfg, students: list[StudentHandle], run) -> None:
+    def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         super().__init__(cfg, students, run)
         self.ema = DifficultyEMA(self.opts.ema_mu)
         self.tokens = TokenCache()
@@ -68,6 +70,7 @@ class CompactMethod(Method):
         return self._projection
 
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
+        """The variant's losses, weight records and scalars for one batch."""
         if self.v1 is not None:
             return self.v1.compute(batch, info)
         return compute_paper(self, batch, info)

@@ -64,7 +64,9 @@ def _info_gain(m: CompactMethod, batch: Batch, out: StudentOutput, branches: lis
     return res
 
 
-def _consensus(m: CompactMethod, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]):
+def _consensus(
+    m: CompactMethod, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]
+) -> torch.Tensor:
     """S_cons per branch from the last-token features of the question's rationales (NaN where missing)."""
     res = torch.full((len(branches),), math.nan, dtype=torch.float64)
     states = out.states.detach().float()
@@ -81,7 +83,9 @@ def _consensus(m: CompactMethod, out: StudentOutput, branches: list[Branch], gro
     return res
 
 
-def _mcon(student: StudentHandle, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]):
+def _mcon(
+    student: StudentHandle, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]
+) -> tuple[torch.Tensor, list[bool]]:
     """L_MCon per branch (differentiable), and whether each branch had an answer distribution and partners."""
     zero = out.loss.sum() * 0.0
     vals: list[torch.Tensor] = [zero] * len(branches)
@@ -99,7 +103,9 @@ def _mcon(student: StudentHandle, out: StudentOutput, branches: list[Branch], gr
     return torch.stack(vals), has
 
 
-def _signals(m: CompactMethod, batch: Batch, out: StudentOutput, branches: list[Branch], groups) -> dict:
+def _signals(
+    m: CompactMethod, batch: Batch, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]
+) -> dict[str, torch.Tensor]:
     """The three signals per branch (NaN where a switch is off or a value is missing), S_PPL EMA-smoothed if asked."""
     o, b = m.opts, len(branches)
     nan = torch.full((b,), math.nan, dtype=torch.float64)
@@ -113,7 +119,9 @@ def _signals(m: CompactMethod, batch: Batch, out: StudentOutput, branches: list[
     }
 
 
-def _fuse(m: CompactMethod, sig: dict, branches: list[Branch], idx: list[int], warm: bool) -> torch.Tensor:
+def _fuse(
+    m: CompactMethod, sig: dict[str, torch.Tensor], branches: list[Branch], idx: list[int], warm: bool
+) -> torch.Tensor:
     """``alpha`` over one question's branches: ``softmax((b1 z(S_MI) + b2 z(S_cons) - b3 z(S_PPL)) / tau)`` with
     each teacher's weight split over its branches; uniform during warm-up."""
     o = m.opts
