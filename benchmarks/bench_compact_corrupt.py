@@ -1,11 +1,14 @@
-"""COMPACT against a corrupted teacher (METHODS.md §2e): lab data, three teachers, one wrong on 30% of questions.
+"""COMPACT against a corrupted teacher (METHODS.md §2g): lab data, three teachers, one wrong on 30% of questions.
 
-Trains the same tiny student (same seed, same data: every path kept, consensus recorded) twice on the shared loop:
-``compact`` and the uniform union ``sft-multi``. Prints each teacher's mean COMPACT weight (all logged
-(question, teacher) pairs after warm-up; also split by corrupted / clean questions) and the test accuracy of
-both students, side by side.
+Trains the same tiny student (same seed, same data: every path kept, no filter) with ``compact`` on the shared loop
+(the paper variant by default, options from ``--set``), optionally the switch-offs (``--ablations``), the v1
+variant (``--v1``) and the uniform union ``sft-multi`` (``--union``). Prints, per run, each teacher's mean weight
+after warm-up on the corrupted and on the clean questions (the issue-21 acceptance: corrupted teacher below 1/K and
+below every clean teacher on the corrupted questions; every teacher within 0.05 of 1/K on the clean ones), its
+mean signals, the share of questions where it has the top weight, and (``--eval``) test accuracy.
 
-    PYTHONPATH=src python benchmarks/bench_compact_corrupt.py --train 300 --test 100 --epochs 3
+    PYTHONPATH=src python benchmarks/bench_compact_corrupt.py --train 120 --epochs 3 \
+        --also gold-free:use_mi=false --also gold-free-random:use_mi=false,cons_projection=random
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from cotdistill.config import RunConfig  # noqa: E402
 from cotdistill.records import load_questions  # noqa: E402
 from cotdistill.rundir import RunDir  # noqa: E402
 
+ABLATIONS = {"w/o S_MI": {"use_mi": False}, "w/o S_cons": {"use_cons": False}, "w/o S_PPL": {"use_ppl": False},
+             "w/o L_MCon": {"use_mcon": False}}  # fmt: skip
+
 
 def accuracy(student_dir: Path, questions: list, max_new_tokens: int = 96) -> float:
     """Greedy test accuracy of a saved student (plain HF directory, loaded with no cotdistill code)."""
@@ -38,118 +44,144 @@ def accuracy(student_dir: Path, questions: list, max_new_tokens: int = 96) -> fl
 
 
 def train(data: RunDir, root: Path, method: str, args: argparse.Namespace, options: dict) -> tuple[RunDir, dict]:
+    """One training run on a copy of the data files (the loop's own ``train`` stage)."""
     from cotdistill.stages.train import train as train_loop
 
     run = RunDir.at(root).ensure()
     for f in (data.questions, data.paths, data.filtered):
         shutil.copy(f, run.root / f.name)
+    size = {"vocab": 600, "d_model": args.d_model, "n_layer": args.n_layer}
     cfg = RunConfig.model_validate(
         {
             "seed": args.seed,
-            "students": [{"name": "s", "kind": "preset", "preset": "tiny-gpt2", "size": {"vocab": 600}, "lr": args.lr}],
-            "train": {
-                "method": method,
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "max_length": 256,
-                "bf16": False,
-                "trackers": [],
-                "options": options,
-            },
+            "prompt": args.prompt,
+            "students": [{"name": "s", "kind": "preset", "preset": args.preset, "size": size, "lr": args.lr}],
+            "train": {"method": method, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 256,
+                      "bf16": False, "trackers": [], "options": options},
         }
-    )
+    )  # fmt: skip
     t0 = time.perf_counter()
     summary = train_loop(run, cfg)
     summary["wall_s"] = time.perf_counter() - t0
     return run, summary
 
 
-def weight_table(run: RunDir, bad: set[str], warmup_steps: int) -> dict[str, dict[str, float]]:
-    """Mean weight, C, A, D per teacher over logged (question, teacher) pairs after warm-up."""
-    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    with open(run.logs / "compact_weights.jsonl", encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["step"] < warmup_steps:
-                continue
-            t = r["teacher"]
-            acc[t]["weight"].append(r["weight"])
-            acc[t]["weight_bad_q" if r["question_id"] in bad else "weight_clean_q"].append(r["weight"])
-            for k in ("C", "A", "D"):
-                if r[k] is not None:
-                    acc[t][k].append(r[k])
-    return {t: {k: sum(v) / len(v) for k, v in d.items() if v} for t, d in sorted(acc.items())}
+def figures(run: RunDir, bad: set[str], warm: int) -> dict:
+    """Mean weight per teacher on corrupted / clean questions after warm-up, mean signals, top-weight shares, and
+    the acceptance verdict."""
+    from cotdistill.training.methods.compact.plot import mean_weights, top_weight_share
+
+    log = run.logs / "compact_weights.jsonl"
+    qids = {json.loads(line)["question_id"] for line in log.read_text().splitlines() if line.strip()}
+    groups = {q: ("corrupted" if q in bad else "clean") for q in qids}
+    w = mean_weights(log, groups, warm)
+    sig: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if r["step"] >= warm:
+            for k in ("S_MI", "S_cons", "S_PPL", "L_MCon", "C", "A", "D"):
+                if r.get(k) is not None:
+                    sig[r["teacher"]][f"{k} ({groups[r['question_id']]})"].append(r[k])
+    k = len(w["all"])
+    bad_w, clean_w = w.get("corrupted", {}), w.get("clean", {})
+    clean_teachers = [t for t in bad_w if t != "corrupt"]
+    ok_bad = bool(bad_w) and bad_w["corrupt"] < 1 / k and all(bad_w["corrupt"] < bad_w[t] for t in clean_teachers)
+    dev = max(abs(x - 1 / k) for x in clean_w.values()) if clean_w else float("nan")
+    return {
+        "weights": w,
+        "signals": {t: {n: sum(v) / len(v) for n, v in sorted(d.items())} for t, d in sorted(sig.items())},
+        "top_share": top_weight_share(log, warm),
+        "corrupt_below_uniform_and_clean": ok_bad,
+        "clean_max_deviation": dev,
+        "clean_within_0.05": dev <= 0.05,
+    }
+
+
+def show(name: str, fig: dict, summary: dict) -> None:
+    print(f"\n== {name}: {summary['total_steps']} steps, {summary['wall_s']:.0f} s")
+    print(f"{'teacher':8} {'w corrupted q':>13} {'w clean q':>10} {'top share':>9}  signals (after warm-up)")
+    for t in fig["weights"]["all"]:
+        s = "  ".join(f"{n} {v:.3f}" for n, v in fig["signals"].get(t, {}).items())
+        wb, wc = fig["weights"].get("corrupted", {}).get(t, float("nan")), fig["weights"].get("clean", {}).get(t)
+        print(f"{t:8} {wb:13.3f} {wc if wc is not None else float('nan'):10.3f} {fig['top_share'].get(t, 0):9.3f}  {s}")
+    print(f"corrupted teacher below 1/K and every clean teacher on the corrupted questions: "
+          f"{fig['corrupt_below_uniform_and_clean']}; clean questions max |w - 1/K| = {fig['clean_max_deviation']:.3f} "
+          f"(<= 0.05: {fig['clean_within_0.05']})")  # fmt: skip
+
+
+def parse_set(items: list[str]) -> dict:
+    """``key=value`` pairs, each value read as JSON when it is (numbers, true/false), else as a string."""
+    out = {}
+    for it in items:
+        k, _, v = it.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=300)
-    ap.add_argument("--test", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=24)
+    for flag, default in (("--train", 120), ("--test", 60), ("--epochs", 3), ("--batch-size", 24), ("--seed", 0),
+                          ("--d-model", 128), ("--n-layer", 2)):  # fmt: skip
+        ap.add_argument(flag, type=int, default=default)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="tiny-gpt2")
+    ap.add_argument("--prompt", default="core")
     ap.add_argument("--styles", default="vanilla,cot")
     ap.add_argument("--corrupt-share", type=float, default=0.3)
+    ap.add_argument("--set", action="append", default=[], help="a compact option, e.g. use_mi=false (repeatable)")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME:K=V,K=V",
+        help="another compact configuration on the same data (options on top of --set; repeatable)",
+    )
+    ap.add_argument("--ablations", action="store_true", help="also each switch-off of the paper variant")
+    ap.add_argument("--v1", action="store_true", help="also the v1 variant (needs the filter's consensus)")
+    ap.add_argument("--union", action="store_true", help="also the uniform union sft-multi (for --eval)")
+    ap.add_argument("--eval", action="store_true", help="greedy test accuracy of every trained student")
     ap.add_argument("--out", default="runs/bench_compact_corrupt")
     ap.add_argument("--json", help="also write the figures to this file")
-    ap.add_argument("--ablate-c", action="store_true", help="also train compact with use_c: false (A and D only)")
-    ap.add_argument("--figure", help="where to write the weight-trajectory PNG (default OUT/compact_weights.png)")
     args = ap.parse_args()
 
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
+    styles = tuple(args.styles.split(","))
+    n_test = args.test if args.eval else 0
     data, bad = corrupted_lab_run(
-        root / "data", args.train, args.test, tuple(args.styles.split(",")), args.corrupt_share, args.seed
+        root / "data", args.train, n_test, styles, args.corrupt_share, args.seed, consensus=args.v1
     )
     print(
-        f"data: {args.train} train questions, corrupted teacher wrong on {len(bad)} ({time.perf_counter() - t0:.1f} s)"
+        f"data: {args.train} train questions, corrupted teacher wrong on {len(bad)} ({time.perf_counter() - t0:.0f} s)"
     )
+    base = {"unfiltered": True, **parse_set(args.set)}
+    runs = {"compact": ("compact", base)}
+    for spec in args.also:
+        name, _, kvs = spec.partition(":")
+        runs[f"compact {name}"] = ("compact", {**base, **parse_set([kv for kv in kvs.split(",") if kv])})
+    if args.ablations:
+        runs.update({f"compact {n}": ("compact", {**base, **o}) for n, o in ABLATIONS.items()})
+    if args.v1:
+        runs["compact v1"] = ("compact", {"unfiltered": True, "variant": "v1"})
+    if args.union:
+        runs["sft-multi"] = ("sft-multi", {})
     test_qs = [q for q in load_questions(data.questions).values() if q.split == "test"]
-
-    crun, csum = train(data, root / "compact", "compact", args, {"unfiltered": True})
-    urun, usum = train(data, root / "union", "sft-multi", args, {})
-    warm = int(0.1 * csum["total_steps"] + 0.999999)
-    table = weight_table(crun, bad, warm)
-    acc_c = accuracy(crun.students / "s", test_qs)
-    acc_u = accuracy(urun.students / "s", test_qs)
-
-    print(f"\nmean COMPACT weight per teacher after warm-up (steps >= {warm} of {csum['total_steps']}), K = 3:")
-    print(f"{'teacher':10} {'weight':>8} {'on bad q':>9} {'on clean q':>11} {'C':>6} {'A':>7} {'D':>7}")
-    for t, d in table.items():
-        print(
-            f"{t:10} {d['weight']:8.3f} {d.get('weight_bad_q', float('nan')):9.3f} "
-            f"{d.get('weight_clean_q', float('nan')):11.3f} {d.get('C', float('nan')):6.3f} "
-            f"{d.get('A', float('nan')):7.3f} {d.get('D', float('nan')):7.3f}"
-        )
-    w = {t: d["weight"] for t, d in table.items()}
-    clean = [t for t in w if t != "corrupt"]
-    ok = w["corrupt"] < 1 / 3 and all(w["corrupt"] < w[t] for t in clean)
-    print(f"corrupt weight {w['corrupt']:.3f} < 1/3 and < every clean teacher: {ok}")
-    if args.ablate_c:
-        arun, _ = train(data, root / "compact_no_c", "compact", args, {"unfiltered": True, "use_c": False})
-        print("\nablation use_c: false (A and D only), mean weight after warm-up:")
-        ablation = weight_table(arun, bad, warm)
-        nan = float("nan")
-        for t, d in ablation.items():
-            bad_w, clean_w, a = d.get("weight_bad_q", nan), d.get("weight_clean_q", nan), d.get("A", nan)
-            print(f"{t:10} {d['weight']:8.3f}  on bad q {bad_w:.3f}  on clean q {clean_w:.3f}  A {a:.3f}")
-    print(f"\ntest accuracy ({len(test_qs)} questions): compact {acc_c:.3f}  uniform union (sft-multi) {acc_u:.3f}")
-    print(f"train wall time: compact {csum['wall_s']:.1f} s, union {usum['wall_s']:.1f} s")
-    from cotdistill.training.methods.compact.plot import plot_weight_trajectory
-
-    fig = plot_weight_trajectory(crun.logs / "compact_weights.jsonl", args.figure or root / "compact_weights.png")
-    print(f"weight trajectory: {fig}")
-    out = {
-        "args": vars(args),
-        "corrupted_questions": len(bad),
-        "weights": table,
-        "corrupt_below_uniform_and_clean": ok,
-        "accuracy": {"compact": acc_c, "sft-multi": acc_u},
-        "train_seconds": {"compact": csum["wall_s"], "sft-multi": usum["wall_s"]},
-        "steps": {"compact": csum["total_steps"], "sft-multi": usum["total_steps"]},
-    }
+    out: dict = {"args": vars(args), "corrupted_questions": len(bad), "runs": {}}
+    for name, (method, opts) in runs.items():
+        run, summary = train(data, root / name.replace(" ", "_").replace("/", ""), method, args, opts)
+        res: dict = {"options": opts, "steps": summary["total_steps"], "train_seconds": summary["wall_s"]}
+        if method == "compact":
+            warm = int(opts.get("warmup_ratio", 0.1) * summary["total_steps"] + 0.999999)
+            res.update(figures(run, bad, warm))
+            show(name, res, summary)
+        if args.eval:
+            res["accuracy"] = accuracy(run.students / "s", test_qs)
+            print(f"{name}: test accuracy {res['accuracy']:.3f} ({len(test_qs)} questions)")
+        out["runs"][name] = res
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -1,12 +1,15 @@
-"""COMPACT's step time against the uniform union on the same question-major batches (issue 8 goal: <= 1.3x,
-issue 10: <= 1.1x).
+"""COMPACT's step time against the uniform union on the same question-major batches (issue 21 goal for the paper
+variant: <= 1.3x).
 
-Both sides run the same student (a fresh copy from the same seed), the same lab data and the same question-major
-batches through the loop's own pieces (``build_student``, ``encode``/``collate``, ``make_batches``, the loop's
-``Student``): one step = ``Method.compute`` + backward + AdamW step. The two sides alternate step by step, so a
-load spike on the shared machine hits both; the medians and their ratio are printed.
+Every side runs the same student (a fresh copy from the same seed), the same lab data (the corrupted-teacher
+data: 30% of one teacher's paths end in a wrong answer, so L_MCon continues their caches) and the same
+question-major batches through the loop's own pieces (``build_student``, ``encode``/``collate``, ``make_batches``,
+the loop's ``Student``): one step = ``Method.compute`` + backward + AdamW step. The sides take turns step by step
+(the order rotating), so a load spike on the shared machine hits them all; the medians and their ratios to the
+union are printed. Sides: the paper variant with default options, then (``--breakdown``) with each cost switched
+off (S_MI: the gold pass; L_MCon: the answer distributions and cache continuations; S_cons), and v1 (``--v1``).
 
-    PYTHONPATH=src python benchmarks/bench_compact_step.py --train 120 --steps 40
+    PYTHONPATH=src python benchmarks/bench_compact_step.py --train 60 --steps 30 --threads 1 --breakdown
 """
 
 from __future__ import annotations
@@ -47,11 +50,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench_compact_step")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--breakdown", action="store_true", help="also the paper variant with each cost switched off")
+    ap.add_argument("--v1", action="store_true", help="also the v1 variant")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    data, _ = corrupted_lab_run(Path(args.out) / "data", args.train, 0, tuple(args.styles.split(",")), 0.3, args.seed)
+    styles = tuple(args.styles.split(","))
+    data, _ = corrupted_lab_run(Path(args.out) / "data", args.train, 0, styles, 0.3, args.seed, consensus=args.v1)
     questions = {k: q for k, q in load_questions(data.questions).items() if q.split == "train"}
     paths = list(read_paths(data.filtered))
     cfg = RunConfig.model_validate(
@@ -71,8 +77,16 @@ def main() -> None:
         b.model.train()
         return Student("s", b.model, b.tokenizer, torch.device("cpu"), False, False)
 
+    base = dict(cfg.train.options)
+    variants = [("union", SFTMulti, {}), ("compact", CompactMethod, base)]
+    if args.breakdown:
+        for name, off in (("no S_MI", "use_mi"), ("no L_MCon", "use_mcon"), ("no S_cons", "use_cons")):
+            variants.append((f"compact {name}", CompactMethod, {**base, off: False}))
+        variants.append(("compact signals only", CompactMethod, {**base, "use_mi": False, "use_mcon": False}))
+    if args.v1:
+        variants.append(("compact v1", CompactMethod, {**base, "variant": "v1"}))
     sides = {}
-    for name, cls, opts in (("union", SFTMulti, {}), ("compact", CompactMethod, cfg.train.options)):
+    for name, cls, opts in variants:
         s = student()
         c = cfg.model_copy(deep=True)
         c.train.options = dict(opts)
@@ -87,11 +101,12 @@ def main() -> None:
     )
     print(f"{len(examples)} examples, {len(batches)} question-major batches of about {args.batch_size} examples")
 
-    times: dict[str, list[float]] = {"union": [], "compact": []}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     total = args.steps + 3
     for step in range(total):
         idx = batches[step % len(batches)]
-        for name in ("union", "compact") if step % 2 == 0 else ("compact", "union"):
+        for name in names[step % len(names) :] + names[: step % len(names)]:
             s, m, opt = sides[name]
             batch = Batch(
                 examples=[examples[i] for i in idx], inputs={"s": collate([enc[i] for i in idx], tok.pad_token_id)}
@@ -101,16 +116,18 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            m.on_step_end(1)
             dt = time.perf_counter() - t0
             if step >= 3:
                 times[name].append(dt)
-    mu, mc = statistics.median(times["union"]), statistics.median(times["compact"])
-    print(f"median step: union (sft-multi, question-major) {mu * 1000:.1f} ms, compact {mc * 1000:.1f} ms")
-    print(f"mean step:   union {statistics.mean(times['union']) * 1000:.1f} ms, compact "
-          f"{statistics.mean(times['compact']) * 1000:.1f} ms")  # fmt: skip
-    ratio = mc / mu
-    print(f"ratio compact / union (median): {ratio:.3f}  (issue 8 goal <= 1.3, issue 10 goal <= 1.1 -> "
-          f"{'PASS' if ratio <= 1.1 else 'FAIL'})")  # fmt: skip
+    mu = statistics.median(times["union"])
+    print(f"{'side':28} {'median ms':>10} {'mean ms':>9} {'ratio':>6}")
+    for name in names:
+        med, mean = statistics.median(times[name]), statistics.mean(times[name])
+        print(f"{name:28} {med * 1000:10.1f} {mean * 1000:9.1f} {med / mu:6.3f}")
+    ratio = statistics.median(times["compact"]) / mu
+    print(f"ratio compact (paper, defaults) / union (median): {ratio:.3f}  (goal <= 1.3 -> "
+          f"{'PASS' if ratio <= 1.3 else 'FAIL'})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""COMPACT's adaptability A (METHODS.md §2b): higher for a question's own rationale than for another question's.
+"""COMPACT v1's adaptability A (METHODS.md §2f): higher for a question's own rationale than for another question's.
 
 Both variants score ``log p(y*|x, r) - log p(y*|x)`` through ``CompactMethod.compute`` with two "teachers" per
 question: ``own`` (the question's rationale) and ``foreign`` (the next question's rationale, closed with this
@@ -67,7 +67,7 @@ def test_a_own_beats_foreign_tiny_student_trained_a_little(tmp_path):
     qs, ps = synthetic_data(200, {"a": 1}, seed=0)
     tok = train_tokenizer([q.question for q in qs.values()] + [p.text for p in ps])
     student = TinyStudent(tok, seed=0)
-    cfg = RunConfig.model_validate({"train": {"method": "compact", "options": {"warmup_ratio": 0}}})
+    cfg = RunConfig.model_validate({"train": {"method": "compact", "options": {"variant": "v1", "warmup_ratio": 0}}})
     method = CompactMethod(cfg, [student], RunDir.at(tmp_path))
     opt = torch.optim.AdamW(student.model.parameters(), lr=3e-3)
     batches = question_batches(method.examples(qs, ps), 16)
@@ -111,7 +111,7 @@ def test_a_own_beats_foreign_real_svamp_smollm2(svamp_json: Path, tmp_path):
         questions[q.id] = q
         outs = rec["output"] if isinstance(rec["output"], list) else [rec["output"]]
         bodies[q.id] = outs[0].strip()
-    cfg = RunConfig.model_validate({"train": {"method": "compact", "options": {"warmup_ratio": 0}}})
+    cfg = RunConfig.model_validate({"train": {"method": "compact", "options": {"variant": "v1", "warmup_ratio": 0}}})
     method = CompactMethod(cfg, [student], RunDir.at(tmp_path))
     wins, n = share_own_wins(method, questions, own_vs_foreign(questions, bodies, "The answer is "), per_batch=4)
     assert n == 60 and wins / n >= 0.9, f"own rationale won {wins}/{n}"

@@ -1,4 +1,6 @@
-"""COMPACT on a tiny student (METHODS.md §2e): reductions to SFT / the uniform union, weights, logs, state."""
+"""COMPACT v1 (METHODS.md §2f) on a tiny student: per-batch reductions to SFT / the uniform union, per-teacher shares,
+weights, logs, state. The paper variant is tested in ``test_compact_paper.py``, the reductions through the loop in
+``test_compact_reductions.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from cotdistill.training.methods import method_spec
 from cotdistill.training.methods.base import StepInfo
 from cotdistill.training.methods.compact.method import CompactMethod
 
-ZERO = {"lambda_c": 0, "lambda_a": 0, "lambda_d": 0, "c_min": 0}
+ZERO = {"lambda_c": 0, "lambda_a": 0, "lambda_d": 0}  # the default c_min: the cut belongs to C (issue 21)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,7 @@ def tokenizer():
 
 
 def make(tokenizer, options: dict, tmp_path, seed: int = 0) -> CompactMethod:
+    options = {"variant": "v1", **options}
     cfg = RunConfig.model_validate({"train": {"method": "compact", "options": options, "max_length": 256}})
     return CompactMethod(cfg, [TinyStudent(tokenizer, seed=seed)], RunDir.at(tmp_path))
 
@@ -61,10 +64,11 @@ def test_one_teacher_equals_single_teacher_sft_step_for_step(tokenizer, tmp_path
 
 
 def test_all_coefficients_zero_equals_uniform_union_step_for_step(tokenizer, tmp_path):
-    # uneven path counts per teacher: the union is the plain mean over all paths, as sft-multi takes it
-    qs, ps = synthetic_data(4, {"a": 1, "b": 2, "c": 3}, seed=2)
+    # equal path counts per teacher: the teacher-uniform mixture is the union, sft-multi's plain mean over paths
+    qs, ps = synthetic_data(4, {"a": 2, "b": 2, "c": 2}, seed=2)
     for i, p in enumerate(ps):
-        p.checks["consensus"] = (i % 5) / 4
+        p.checks["consensus"] = (i % 5) / 4  # some below c_min: with lambda_c = 0 the cut must not apply
+        p.text = "So " * ("abc".index(p.teacher) * 3) + p.text  # the teachers' losses differ
     m = make(tokenizer, ZERO, tmp_path)
     batches = question_batches(m.examples(qs, ps), 2)
     got = run_steps(m, batches, reference=False, steps=3, total=3)
@@ -75,6 +79,35 @@ def test_all_coefficients_zero_equals_uniform_union_step_for_step(tokenizer, tmp
     m2 = make(tokenizer, {"warmup_ratio": 0}, tmp_path)
     other = run_steps(m2, batches, reference=False, steps=1)
     assert not torch.allclose(other[0], want[0])
+
+
+def test_a_teachers_share_does_not_grow_with_its_path_count(tokenizer, tmp_path):
+    """Uneven counts (1, 2, 3 paths): at zero coefficients each teacher's share of the loss is 1/K, split evenly
+    over its paths, and the logged weight is that share (the gradient of the total w.r.t. each path's loss)."""
+    qs, ps = synthetic_data(2, {"a": 1, "b": 2, "c": 3}, seed=2)
+    m = make(tokenizer, ZERO, tmp_path)
+    batch = collate(question_batches(m.examples(qs, ps), 2)[0], m.students[0])
+    student = m.students[0]
+    captured = {}
+    forward = student.forward
+
+    def spy(inputs, **kw):
+        out = forward(inputs, **kw)
+        if out.loss.requires_grad:  # the training forward (not the no-grad scoring passes)
+            out.loss.retain_grad()
+            captured["loss"] = out.loss
+        return out
+
+    student.forward = spy
+    res = m.compute(batch, StepInfo(step=0, epoch=0, total_steps=10))
+    res.losses["total"].backward()
+    # d total / d L_path is N_q * share / (n_t * B) with B = 2 * N_q (two questions): sum over a teacher's paths x 2
+    grad = captured["loss"].grad.double() * 2
+    share: dict[tuple[str, str], float] = {}
+    for ex, g in zip(batch.examples, grad.tolist(), strict=True):
+        share[(ex.question.id, ex.path.teacher)] = share.get((ex.question.id, ex.path.teacher), 0.0) + g
+    logged = {(r["question_id"], r["teacher"]): r["weight"] for r in res.records["compact_weights"]}
+    assert share == pytest.approx(logged) and list(logged.values()) == pytest.approx([1 / 3] * 6)
 
 
 def weights_by_question(records):
@@ -143,6 +176,8 @@ def test_difficulty_ema_state_saved_and_resumed(tokenizer, tmp_path):
     batches = question_batches(m.examples(qs, ps), 4)
     student = m.students[0]
     m.compute(collate(batches[0], student), StepInfo(0, 0, 10))
+    assert m.state_dict()["ema"]["ema"] == {}  # folded in at the end of the optimizer step, not per micro-batch
+    m.on_step_end(1)
     state = m.state_dict()
     assert set(state["ema"]["ema"]) == {"a", "b"}
     resumed = make(tokenizer, {"warmup_ratio": 0}, tmp_path)
@@ -164,7 +199,7 @@ def test_ablation_without_a_skips_the_prior_pass(tokenizer, tmp_path, monkeypatc
     qs, ps = synthetic_data(4, {"a": 1, "b": 1}, seed=7)
     m = make(tokenizer, {"use_a": False}, tmp_path)
     called = []
-    monkeypatch.setattr(m, "_no_grad_scores", lambda *a: called.append(1) or ({}, {}))
+    monkeypatch.setattr(m.v1, "_no_grad_scores", lambda *a: called.append(1) or ({}, {}))
     res = m.compute(collate(question_batches(m.examples(qs, ps), 4)[0], m.students[0]), StepInfo(5, 0, 10))
     assert not called and all(r["A"] is None for r in res.records["compact_weights"])
 

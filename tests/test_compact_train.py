@@ -24,6 +24,8 @@ def write_run(root: Path, n: int = 8, **train: object) -> Path:
     qs, ps = synthetic_data(n, {"a": 1, "b": 1}, seed=0)
     for i, p in enumerate(ps):
         p.checks["consensus"] = 1.0 if p.teacher == "a" else (0.1 if i % 4 == 1 else 0.8)
+        if p.teacher == "b":  # identical branches would tie every signal (uniform weights, L_MCon = 0)
+            p.text = "Let me see. " + p.text
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(root / "questions.jsonl", qs.values())
     atomic_write_jsonl(root / "filtered.jsonl", ps)
@@ -41,30 +43,57 @@ def read(p: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+PAPER_KEYS = {"schema_version", "step", "epoch", "question_id", "teacher", "weight", "branches", "S_MI", "S_cons",
+              "S_PPL", "L_MCon"}  # fmt: skip
+
+
+def weight_sums(recs: list[dict]) -> list[float]:
+    by_q: dict[tuple[int, str], float] = {}
+    for r in recs:
+        by_q[(r["step"], r["question_id"])] = by_q.get((r["step"], r["question_id"]), 0) + r["weight"]
+    return list(by_q.values())
+
+
 def test_train_compact_cli_writes_contract_logs(tmp_path):
+    """The paper variant (default): per (question, teacher) and step the weight and the three signals; L_MCon
+    per step as a loss component; the tracker scalars."""
     run = write_run(tmp_path / "r", epochs=1, batch_size=4, options={"warmup_ratio": 0.25})
     r = run_cli("train", str(run), "-c", str(run / "cfg.yaml"))
     assert r.returncode == 0, r.stderr
     recs = read(run / "logs" / "compact_weights.jsonl")
-    steps = {r["step"] for r in recs}
-    assert steps == {0, 1, 2, 3}  # 8 questions x 2 paths, 4 examples (2 questions) a step
+    assert {r["step"] for r in recs} == {0, 1, 2, 3}  # 8 questions x 2 paths, 4 examples (2 questions) a step
+    assert len(recs) == 8 * 2 and all(set(r) == PAPER_KEYS for r in recs)
+    assert all(abs(v - 1) < 1e-9 for v in weight_sums(recs))
+    assert all(r["weight"] == 0.5 for r in recs if r["step"] == 0)  # warm-up: 25% of 4 steps, uniform
+    assert any(abs(r["weight"] - 0.5) > 1e-3 for r in recs if r["step"] > 0)  # fused weights after warm-up
+    assert all(r["S_PPL"] > 0 and r["S_MI"] >= 0 and r["S_cons"] == 1.0 and r["L_MCon"] >= 0 for r in recs)
+    metrics = read(run / "logs" / "train_metrics.jsonl")
+    assert len(metrics) == 4 and {"total", "ce/s", "sft", "mcon"} <= set(metrics[0]["losses"])
+    scal = set(metrics[-1]["scalars"])
+    assert {
+        "compact/weight/a",
+        "compact/S_MI/b",
+        "compact/S_cons/a",
+        "compact/S_PPL/a",
+        "compact/weight_entropy",
+    } <= scal
+    assert (run / "students" / "s" / "config.json").exists()
+
+
+def test_train_compact_v1_cli(tmp_path):
+    run = write_run(tmp_path / "r", epochs=1, batch_size=4, options={"variant": "v1", "warmup_ratio": 0.25})
+    r = run_cli("train", str(run), "-c", str(run / "cfg.yaml"))
+    assert r.returncode == 0, r.stderr
+    recs = read(run / "logs" / "compact_weights.jsonl")
     assert len(recs) == 8 * 2
     for r in recs:
         assert set(r) == {"schema_version", "step", "epoch", "question_id", "teacher", "weight", "C", "A", "D"}
-    by_q: dict[tuple[int, str], float] = {}
-    for r in recs:
-        by_q[(r["step"], r["question_id"])] = by_q.get((r["step"], r["question_id"]), 0) + r["weight"]
-    assert all(abs(v - 1) < 1e-9 for v in by_q.values())
+    assert all(abs(v - 1) < 1e-9 for v in weight_sums(recs))
     # warm-up (25% of 4 steps): uniform over the teachers that survive the c_min cut
     assert sorted(r["weight"] for r in recs if r["step"] == 0) in ([0.5] * 4, [0.0, 0.5, 0.5, 1.0])
     assert all(r["weight"] == 0 for r in recs if r["C"] < 0.2)  # c_min cut
-    assert any(r["weight"] not in (0.0, 0.5, 1.0) for r in recs if r["step"] > 0)  # fused weights after warm-up
-    metrics = read(run / "logs" / "train_metrics.jsonl")
-    assert len(metrics) == 4 and {"total", "ce/s"} <= set(metrics[0]["losses"])
-    assert {"compact/weight/a", "compact/weight/b", "compact/weight_entropy", "compact/A/a"} <= set(
-        metrics[-1]["scalars"]
-    )
-    assert (run / "students" / "s" / "config.json").exists()
+    assert any(r["weight"] not in (0.0, 0.5, 1.0) for r in recs if r["step"] > 0)
+    assert {"compact/weight/a", "compact/A/a"} <= set(read(run / "logs" / "train_metrics.jsonl")[-1]["scalars"])
 
 
 def test_unknown_option_is_a_one_line_error(tmp_path):
@@ -77,7 +106,7 @@ def test_unknown_option_is_a_one_line_error(tmp_path):
 @pytest.mark.slow
 def test_killed_and_resumed_run_logs_the_same_weights(tmp_path):
     """SIGKILL after step 3 of 8, resume from the step-2 checkpoint: the EMA state comes back with it."""
-    opts = {"warmup_ratio": 0.0}
+    opts = {"warmup_ratio": 0.0, "ppl_ema": True}
     full = write_run(tmp_path / "full", epochs=2, batch_size=4, checkpoint_every=2, options=opts)
     assert run_cli("train", str(full), "-c", str(full / "cfg.yaml")).returncode == 0
     cut = write_run(tmp_path / "cut", epochs=2, batch_size=4, checkpoint_every=2, options=opts)
@@ -90,4 +119,5 @@ def test_killed_and_resumed_run_logs_the_same_weights(tmp_path):
     assert len(a) == len(b) == 2 * 8 * 2
     for x, y in zip(a, b, strict=True):
         assert (x["step"], x["question_id"], x["teacher"]) == (y["step"], y["question_id"], y["teacher"])
-        assert x["weight"] == pytest.approx(y["weight"], abs=1e-6) and x["D"] == pytest.approx(y["D"], abs=1e-6)
+        assert x["weight"] == pytest.approx(y["weight"], abs=1e-6)
+        assert x["S_PPL"] == pytest.approx(y["S_PPL"], abs=1e-6)

@@ -10,16 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cotdistill.errors import ConfigError
-from cotdistill.records import Question
+from cotdistill.training.methods.compact.options import CompactOptions
 from cotdistill.training.methods.compact.weights import (
-    CompactOptions,
     DifficultyEMA,
     adaptability,
-    answer_char_span,
-    char_to_token_span,
+    branch_softmax,
     fuse,
     in_warmup,
     span_mean_logprob,
+    split_over_branches,
+    teacher_shares,
     weight_entropy,
     zscore,
 )
@@ -45,6 +45,11 @@ def test_options_defaults_and_unknown_key():
 
     o = CompactOptions()
     assert (o.lambda_c, o.lambda_a, o.lambda_d, o.tau, o.c_min, o.ema_mu) == (1, 1, 1, 1, 0.2, 0.9)
+    assert (o.variant, o.beta1, o.beta2, o.beta3, o.lambda_mcon) == ("paper", 1, 1, 1, 0.1)
+    with pytest.raises(ConfigError, match="c_min: not an option of variant 'paper'"):
+        load_config(None, ["train.method=compact", "train.options.c_min=0"])
+    with pytest.raises(ConfigError, match="beta1: not an option of variant 'v1'"):
+        load_config(None, ["train.method=compact", "train.options.variant=v1", "train.options.beta1=0"])
     with pytest.raises(ConfigError, match="options.lamda_c: unknown option for method 'compact'"):
         load_config(None, ["train.method=compact", "train.options.lamda_c=1"])
     with pytest.raises(ConfigError, match="options.tau"):
@@ -64,20 +69,44 @@ def test_each_signal_moves_weight_the_right_way():
 
 def test_switches_remove_each_signal():
     c, a, d = t(0.9, 0.5, 0.3), t(2.0, 0.0, -1.0), t(3.0, 2.0, 1.0)
-    only_a = fuse(c, a, d, CompactOptions(use_c=False, use_d=False)).weights
+    only_a = fuse(c, a, d, CompactOptions(variant="v1", use_c=False, use_d=False)).weights
     assert torch.allclose(only_a, fuse(t(1, 1, 1), a, t(1, 1, 1), CompactOptions()).weights)
-    no_a = fuse(c, a, d, CompactOptions(use_a=False)).weights
+    no_a = fuse(c, a, d, CompactOptions(variant="v1", use_a=False)).weights
     assert torch.allclose(no_a, fuse(c, t(0, 0, 0), d, CompactOptions()).weights)
-    no_d = fuse(c, a, d, CompactOptions(use_d=False)).weights
+    no_d = fuse(c, a, d, CompactOptions(variant="v1", use_d=False)).weights
     assert torch.allclose(no_d, fuse(c, a, t(0, 0, 0), CompactOptions()).weights)
     # without C there is no c_min cut either
-    assert fuse(t(0.0, 1.0), t(0, 0), t(0, 0), CompactOptions(use_c=False)).weights[0] == pytest.approx(0.5)
+    assert fuse(t(0.0, 1.0), t(0, 0), t(0, 0), CompactOptions(variant="v1", use_c=False)).weights[0] == pytest.approx(
+        0.5
+    )
 
 
-def test_all_coefficients_zero_is_uniform():
-    o = CompactOptions(lambda_c=0, lambda_a=0, lambda_d=0, c_min=0)
+def test_all_coefficients_zero_is_uniform_with_the_default_c_min():
+    """Issue 21: the c_min cut belongs to C, so every coefficient 0 is uniform without also setting c_min = 0."""
+    o = CompactOptions(variant="v1", lambda_c=0, lambda_a=0, lambda_d=0)
+    assert o.c_min == 0.2
     w = fuse(t(0.9, 0.1, 0.4, 0.0), t(3, -2, 0, 1), t(1, 5, 2, 0.1), o).weights
     assert torch.allclose(w, torch.full((4,), 0.25, dtype=torch.float64))
+    # with lambda_c > 0 the cut is back
+    assert fuse(t(0.9, 0.1), t(0, 0), t(0, 0), CompactOptions(variant="v1")).weights[1] == 0
+
+
+def test_branch_softmax_splits_a_teacher_over_its_branches():
+    teachers = ["a", "b", "b", "b", "c"]
+    uniform = branch_softmax(torch.zeros(5, dtype=torch.float64), teachers)
+    assert teacher_shares(uniform, teachers) == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    assert uniform[1:4].tolist() == pytest.approx([1 / 9] * 3)
+    # a teacher's share never grows with its count: b's three equal branches weigh what one would
+    s = t(0.5, 1.0, 1.0, 1.0, -0.2)
+    three = teacher_shares(branch_softmax(s, teachers), teachers)
+    one = teacher_shares(branch_softmax(t(0.5, 1.0, -0.2), ["a", "b", "c"]), ["a", "b", "c"])
+    assert three == pytest.approx(one)
+    # with one branch per teacher it is the plain softmax of METHODS.md §2e, and warm-up is uniform
+    assert torch.allclose(branch_softmax(t(1, 2, 3), ["x", "y", "z"], tau=2.0), torch.softmax(t(1, 2, 3) / 2, 0))
+    assert teacher_shares(branch_softmax(s, teachers, uniform=True), teachers) == pytest.approx(
+        {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    )
+    assert torch.allclose(split_over_branches({"a": 0.6, "b": 0.4}, ["a", "b", "b"]), t(0.6, 0.2, 0.2))
 
 
 def test_c_min_cut_renormalises_and_all_cut_falls_back():
@@ -139,6 +168,18 @@ def test_weights_always_sum_to_one_and_finite(cad, tau, warm):
     assert float(w.sum()) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_difficulty_ema_folds_a_step_once_and_state_roundtrip():
+    ema = DifficultyEMA(mu=0.5)
+    ema.observe({"a": [1.0]})
+    ema.observe({"a": [3.0], "b": [2.0]})  # two micro-batches of one step: one update with their mean
+    assert ema.ema == {}
+    ema.sync(1)
+    assert ema.ema == {"a": 2.0, "b": 2.0} and ema.pending == {}
+    ema.observe({"a": [4.0]})
+    ema.sync(1)
+    assert ema.ema["a"] == pytest.approx(3.0) and ema.ema["b"] == 2.0
+
+
 def test_difficulty_ema_and_state_roundtrip():
     ema = DifficultyEMA(mu=0.9)
     assert ema.smoothed("a", 2.0) == 2.0  # first sight: D* = D
@@ -158,32 +199,6 @@ def test_adaptability_and_span_logprob():
     assert lp[0] == pytest.approx(-2.0) and math.isnan(lp[1])
     a = adaptability(t(-1.0, -20.0, NAN), t(-3.0, 0.0, -1.0), clip=5.0)
     assert a[0] == pytest.approx(2.0) and a[1] == -5.0 and math.isnan(a[2])
-
-
-def q(task: str, gold: str, **kw) -> Question:
-    return Question(id="q", task=task, question="?", gold=gold, **kw)
-
-
-def test_answer_char_span_marker_and_real_style():
-    text = "3 + 4 = 7 apples. Then 7 * 6 = 42.\nThe answer is 42."
-    s = answer_char_span(text, q("math", "42"))
-    assert s is not None and text[s[0] : s[1]] == "42" and s[0] > text.index("The answer")
-    # real SVAMP style: no marker, the last matching number
-    text = "Danny has 100 - 68 = 32 more wrappers than bottle caps in his collection now."
-    s = answer_char_span(text, q("math", "32.0"))
-    assert s is not None and text[s[0] : s[1]] == "32"
-    # wrong final answer: no span (a stray gold number earlier is not the answer)
-    assert answer_char_span("It is 5. The answer is 6.", q("math", "5")) is None
-    assert answer_char_span("The answer is 6.", q("math", "5")) is None
-    text = "Birds fly. So the answer is yes."
-    s = answer_char_span(text, q("yesno", "yes"))
-    assert text[s[0] : s[1]].lower() == "yes"
-
-
-def test_char_to_token_span():
-    offsets = [(0, 3), (3, 7), (7, 8), (8, 11), (0, 0)]
-    assert char_to_token_span(offsets, (4, 8)) == (1, 3)
-    assert char_to_token_span(offsets, (20, 22)) is None
 
 
 def test_weight_trajectory_and_plot(tmp_path):

@@ -178,10 +178,16 @@ def routing_section(sec: Section, path: Path) -> None:
     sec.parts.append(Figure("routing", fig_png(draw, width, 1.2 + 0.45 * len(styles)), "Selection rate per style"))
 
 
+COMPACT_SIGNALS = ("S_MI", "S_cons", "S_PPL", "L_MCon", "C", "A", "D")  # the paper variant's, then v1's
+
+
 def compact_section(sec: Section, path: Path) -> None:
+    """Per teacher: mean weight, mean signals (those the log holds), the share of questions on which it has the top
+    weight; and the weight trajectory over steps."""
     skipped = [0]
     per_step: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    decisions: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
     for r in iter_objects(path, skipped):
         try:
             t, step, w = str(r["teacher"]), int(r["step"]), float(r["weight"])
@@ -190,7 +196,8 @@ def compact_section(sec: Section, path: Path) -> None:
             continue
         per_step[t][step].append(w)
         totals[t]["weight"].append(w)
-        for k in ("C", "A", "D"):
+        decisions[(step, str(r.get("question_id", "")))][t] = w
+        for k in COMPACT_SIGNALS:
             v = r.get(k)
             if isinstance(v, int | float) and not math.isnan(v):
                 totals[t][k].append(float(v))
@@ -199,21 +206,36 @@ def compact_section(sec: Section, path: Path) -> None:
         sec.parts.append(Text("The weight log holds no records."))
         return
     teachers = sorted(per_step)
+    top: dict[str, float] = defaultdict(float)
+    for ws in decisions.values():
+        best = [t for t, w in ws.items() if w >= max(ws.values()) - 1e-12]
+        for t in best:
+            top[t] += 1 / len(best)
+    signals = [k for k in COMPACT_SIGNALS if any(totals[t][k] for t in teachers)]
 
     def mean(xs: list[float]) -> str:
         return f"{statistics.fmean(xs):.3f}" if xs else "-"
 
     rows = [
-        [t, str(len(totals[t]["weight"])), *[mean(totals[t][k]) for k in ("weight", "C", "A", "D")]] for t in teachers
-    ]
-    sec.parts.append(Text("Per-question teacher weights: mean over all logged (question, teacher) records."))
-    sec.parts.append(Table(["teacher", "records", "mean weight", "mean C", "mean A", "mean D"], rows))
+        [t, str(len(totals[t]["weight"])), *[mean(totals[t][k]) for k in ("weight", *signals)],
+         pct(top[t] / len(decisions))]
+        for t in teachers
+    ]  # fmt: skip
+    sec.parts.append(
+        Text(
+            "Per-question teacher weights: mean over all logged (question, teacher) records; 'top weight' is the "
+            "share of (step, question) decisions in which the teacher has the largest weight (ties split)."
+        )
+    )
+    header = ["teacher", "records", "mean weight", *[f"mean {k}" for k in signals], "top weight"]
+    sec.parts.append(Table(header, rows))
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
         for t in teachers:
             steps = sorted(per_step[t])
             ax.plot(steps, [statistics.fmean(per_step[t][s]) for s in steps], label=t, lw=1.2)
+        ax.axhline(1 / len(teachers), color="grey", ls="--", lw=1, label=f"1/K = 1/{len(teachers)}")
         ax.set_xlabel("step")
         ax.set_ylabel("mean weight")
         ax.legend(fontsize=8)

@@ -92,3 +92,19 @@ def main_process_first() -> Iterator[None]:
     yield
     if dist.get_rank() == 0:
         dist.barrier()
+
+
+def sum_across(values: dict[str, list[float]], world: int) -> dict[str, list[float]]:
+    """Element-wise sums of named lists of numbers over processes (a method's batch statistics, e.g. COMPACT's
+    per-teacher loss sums and counts), added in rank order so every process gets the same floats."""
+    if world == 1:
+        return {k: list(v) for k, v in values.items()}
+    from accelerate.utils import gather_object
+
+    out: dict[str, list[float]] = {}
+    for d in gather_object([values]):
+        for k, v in d.items():
+            acc = out.setdefault(k, [0.0] * len(v))
+            for i, x in enumerate(v):
+                acc[i] += x
+    return out

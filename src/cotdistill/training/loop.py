@@ -309,6 +309,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
+        self.method.on_step_end(self.world)  # every process: the method's step statistics, summed over them
         losses = reduce_logged(self._pending, self.world)
         self._pending = {}
         named = {k: v for k, v in losses.items() if not k.startswith("scalar/")}

@@ -18,12 +18,14 @@ class Student(StudentHandle):
         self.name, self.model, self.tokenizer = name, model, tokenizer
         self.device, self.bf16, self.lora = device, bf16, lora
 
-    def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
+    def forward(
+        self, inputs: StudentInputs, hidden: bool = False, states: bool = False, cache: bool = False
+    ) -> StudentOutput:
         ids = inputs.input_ids.to(self.device)
         mask = inputs.attention_mask.to(self.device)
         labels = inputs.labels.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden, use_cache=False)
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden or states, use_cache=cache)
         logits = out.logits
         # token_loss[:, t] is the CE of predicting labels[:, t] from position t-1 (0 where labels == -100);
         # only response positions are cast to float and scored (prompt and padding logits are never touched)
@@ -39,7 +41,9 @@ class Student(StudentHandle):
             h = out.hidden_states[-1].float()
             resp = (labels != -100).unsqueeze(-1).to(h.dtype)
             pooled = (h * resp).sum(1) / resp.sum(1).clamp(min=1)
-        return StudentOutput(loss=loss, logits=logits, token_loss=token_loss, hidden=pooled)
+        last = out.hidden_states[-1] if states else None
+        kv = out.past_key_values if cache else None
+        return StudentOutput(loss=loss, logits=logits, token_loss=token_loss, hidden=pooled, states=last, cache=kv)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trainable parameters only (frozen base weights are rebuilt from their source on resume)."""

@@ -63,6 +63,8 @@ class StudentOutput:
     logits: torch.Tensor  # [B, T, V]
     token_loss: torch.Tensor  # [B, T] per-token CE (0 where labels == -100)
     hidden: torch.Tensor | None = None  # [B, H] mean-pooled last hidden state over response tokens (if asked)
+    states: torch.Tensor | None = None  # [B, T, H] last layer's hidden states at every position (if asked)
+    cache: Any = None  # the model's key/value cache of the whole batch (if asked), to continue a row cheaply
 
 
 @dataclass
@@ -90,8 +92,11 @@ class StudentHandle(ABC):
     tokenizer: Any
 
     @abstractmethod
-    def forward(self, inputs: StudentInputs, hidden: bool = False) -> StudentOutput:
-        """Run the model (autocast as configured) and return per-example losses; ``hidden`` adds pooled states."""
+    def forward(
+        self, inputs: StudentInputs, hidden: bool = False, states: bool = False, cache: bool = False
+    ) -> StudentOutput:
+        """Run the model (autocast as configured) and return per-example losses; ``hidden`` adds pooled states,
+        ``states`` the last layer's per-token states, ``cache`` the key/value cache."""
 
 
 @dataclass
@@ -207,6 +212,11 @@ class Method(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         del state
+
+    def on_step_end(self, world: int) -> None:
+        """Hook after each optimizer step, called on every process (so it may sum statistics over processes with
+        ``training.distributed.sum_across``): e.g. fold the step's losses into an EMA."""
+        del world
 
     def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
         """Hook after each epoch; may return log records like ``Computed.records``."""

@@ -1,4 +1,5 @@
-"""COMPACT's per-teacher weight trajectory (METHODS.md §2e): mean weight per teacher per step, from the log."""
+"""COMPACT's weight log read back (METHODS.md §2e): the per-teacher trajectory and its plot, mean weights per group of
+questions (e.g. corrupted / clean), and the share of questions on which each teacher has the top weight."""
 
 from __future__ import annotations
 
@@ -55,3 +56,54 @@ def plot_weight_trajectory(log: str | os.PathLike, out: str | os.PathLike, smoot
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _records(log: str | os.PathLike) -> list[dict]:
+    p = Path(log)
+    if not p.exists():
+        raise InputError(p, "file not found (train with --method compact first)")
+    out = []
+    with open(p, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    r = json.loads(line)
+                    out.append({"step": int(r["step"]), "question_id": str(r["question_id"]),
+                                "teacher": str(r["teacher"]), "weight": float(r["weight"])})  # fmt: skip
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    raise InputError(p, f"bad compact_weights record ({type(e).__name__}: {e})", line=lineno) from None
+    return out
+
+
+def mean_weights(
+    log: str | os.PathLike, groups: dict[str, str] | None = None, from_step: int = 0
+) -> dict[str, dict[str, float]]:
+    """``group -> teacher -> mean weight`` over the logged (question, teacher) records from ``from_step`` on;
+    ``groups`` maps a question id to its group (e.g. "corrupted" / "clean"); unlisted questions go to "other",
+    and every record also counts in "all"."""
+    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in _records(log):
+        if r["step"] < from_step:
+            continue
+        acc["all"][r["teacher"]].append(r["weight"])
+        if groups is not None:
+            acc[groups.get(r["question_id"], "other")][r["teacher"]].append(r["weight"])
+    return {g: {t: sum(ws) / len(ws) for t, ws in sorted(d.items())} for g, d in acc.items()}
+
+
+def top_weight_share(log: str | os.PathLike, from_step: int = 0) -> dict[str, float]:
+    """Per teacher, the share of (step, question) decisions in which it has the top weight (ties split evenly)."""
+    by_q: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
+    for r in _records(log):
+        if r["step"] >= from_step:
+            by_q[(r["step"], r["question_id"])][r["teacher"]] = r["weight"]
+    wins: dict[str, float] = defaultdict(float)
+    for ws in by_q.values():
+        best = max(ws.values())
+        top = [t for t, w in ws.items() if w >= best - 1e-12]
+        for t in ws:
+            wins[t] += 0.0
+        for t in top:
+            wins[t] += 1.0 / len(top)
+    n = max(1, len(by_q))
+    return {t: v / n for t, v in sorted(wins.items())}

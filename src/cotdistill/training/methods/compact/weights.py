@@ -1,23 +1,20 @@
-"""COMPACT's per-question teacher weights (METHODS.md §2): consensus C, adaptability A, difficulty D, fusion.
+"""COMPACT's weights (METHODS.md §2e, §2f): z-scores, v1's fusion of C, A, D, the paper's branch softmax, the
+per-teacher split, warm-up and the per-teacher difficulty EMA (all-reduced under several processes).
 
-Pure functions and one small stateful helper (the per-teacher difficulty EMA), so every property of §2e can be
-unit tested without the training loop. ``training/methods/compact.py`` wires them into the shared loop.
+Pure functions and one small stateful helper, so every property of §2e can be unit tested without the training
+loop; ``paper.py`` and ``v1.py`` wire them into the shared loop.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from cotdistill.records import Question
-from cotdistill.tasks import get_family
-from cotdistill.tasks.base import marker_spans, strip_thinking
-from cotdistill.tasks.math import NUMBER
+from cotdistill.training.distributed import sum_across
 from cotdistill.training.methods.compact.options import CompactOptions
 
 _EPS = 1e-8
@@ -63,6 +60,9 @@ def fuse(
 ) -> FusedWeights:
     """``w_k = softmax_k((lC z(C) + lA z(A) - lD z(D*)) / tau)`` with the ``c_min`` cut; NaN entries are unknown.
 
+    The cut belongs to C: it applies only while C is used (``use_c`` and ``lambda_c > 0``), so every coefficient 0
+    is exactly uniform over the teachers, with the default ``c_min``.
+
     An unknown C (no consensus from the filter stage) is neutral: z = 0 and never cut. An unknown A or D (no answer
     span found) contributes z = 0. When the cut would remove every teacher it is ignored (``fallback``), so the
     weights always sum to 1 and are never NaN.
@@ -77,7 +77,7 @@ def fuse(
     if opts.use_d and opts.lambda_d:
         score -= opts.lambda_d * zscore(d)
     cut = torch.zeros(k, dtype=torch.bool)
-    if opts.use_c and opts.c_min > 0:
+    if opts.use_c and opts.lambda_c > 0 and opts.c_min > 0:  # the cut is part of C: coefficient 0 drops it too
         cut = torch.isfinite(c) & (c < opts.c_min)
     fallback = bool(cut.all())
     if fallback:
@@ -101,11 +101,16 @@ def weight_entropy(weights: torch.Tensor) -> float:
 
 
 class DifficultyEMA:
-    """Per-teacher EMA of the student's detached loss: ``D* = (D_k + EMA_k) / 2`` (METHODS.md §2c)."""
+    """Per-teacher EMA of the student's detached loss: ``D* = (D_k + EMA_k) / 2`` (METHODS.md §2d, §2f).
+
+    Losses are observed per micro-batch and folded in once per optimizer step by :meth:`sync`, after summing every
+    process's (sum, count) per teacher: N processes keep the same EMA as one process with the same global batch.
+    """
 
     def __init__(self, mu: float = 0.9) -> None:
         self.mu = mu
         self.ema: dict[str, float] = {}
+        self.pending: dict[str, list[float]] = {}
 
     def smoothed(self, teacher: str, d: float) -> float:
         """``D*`` for a fresh loss ``d`` of ``teacher`` (the EMA before this step's update; ``d`` itself at first)."""
@@ -113,20 +118,37 @@ class DifficultyEMA:
             return d
         return (d + self.ema.get(teacher, d)) / 2
 
-    def update(self, per_teacher: Mapping[str, Sequence[float]]) -> None:
-        """Fold one step's losses (all questions of the batch) into each teacher's EMA."""
+    def observe(self, per_teacher: Mapping[str, Sequence[float]]) -> None:
+        """Add this micro-batch's losses (one per question and teacher) to the step's pending sums."""
         for t, vals in per_teacher.items():
             vals = [v for v in vals if math.isfinite(v)]
-            if not vals:
+            if vals:
+                acc = self.pending.setdefault(t, [0.0, 0.0])
+                acc[0] += sum(vals)
+                acc[1] += len(vals)
+
+    def sync(self, world: int = 1) -> None:
+        """End of an optimizer step: sum the pending (sum, count) over processes, fold the means into the EMA."""
+        pending = sum_across(self.pending, world)
+        self.pending = {}
+        for t in sorted(pending):
+            total, n = pending[t]
+            if n <= 0:
                 continue
-            m = sum(vals) / len(vals)
+            m = total / n
             self.ema[t] = m if t not in self.ema else self.mu * self.ema[t] + (1 - self.mu) * m
+
+    def update(self, per_teacher: Mapping[str, Sequence[float]]) -> None:
+        """Observe and fold in at once (one process, one micro-batch per step)."""
+        self.observe(per_teacher)
+        self.sync(1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mu": self.mu, "ema": dict(self.ema)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.ema = {str(k): float(v) for k, v in state.get("ema", {}).items()}
+        self.pending = {}
 
 
 def adaptability(lp_with: torch.Tensor, lp_without: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
@@ -148,49 +170,28 @@ def span_mean_logprob(token_loss: torch.Tensor, spans: Sequence[tuple[int, int] 
     return out
 
 
-def answer_char_span(text: str, question: Question) -> tuple[int, int] | None:
-    """Character span of the final answer stated in ``text`` when it equals the gold answer; None otherwise.
-
-    The answer after the last marker ("The answer is 42.") when there is one, else (paths written without a
-    marker, like many real datasets) the last number / option / word in the text that matches the gold answer.
-    """
-    if strip_thinking(text) is None:  # cut off mid-thought: no final answer
-        return None
-    family = get_family(question.task)
-    spans = marker_spans(text)
-    if spans:
-        pos, line = spans[-1]
-        start = text.index(line, pos)
-        seg = line.rstrip().rstrip(".;:!").rstrip()
-        if seg and family.equivalent(family.extract(text[pos:], question, lenient=True), question.gold):
-            return start, start + len(seg)
-        return None  # the path states another answer: log p(y*|x, r) is not on its tokens
-    if question.task == "math":
-        cands = list(NUMBER.finditer(text))
-        for m in reversed(cands):
-            if family.equivalent(m.group(0).strip(), question.gold):
-                return m.start(), m.end()
-        return None
-    gold = family.canonical_gold(question.gold, question)
-    words = [gold]
-    if question.task == "choice" and question.choices:
-        idx = ord(gold.upper()[0]) - ord("A") if gold else -1
-        if 0 <= idx < len(question.choices):
-            words.append(question.choices[idx])
-    best: tuple[int, int] | None = None
-    for w in words:
-        if not w:
-            continue
-        for m in re.finditer(rf"(?<!\w){re.escape(w)}(?!\w)", text, re.IGNORECASE):
-            if best is None or m.start() > best[0]:
-                best = (m.start(), m.end())
-    return best
+def branch_softmax(
+    scores: torch.Tensor, teachers: Sequence[str], tau: float = 1.0, uniform: bool = False
+) -> torch.Tensor:
+    """The paper's ``alpha_k = softmax_k(s_k / tau)`` over a question's branches, with each teacher's weight split
+    over its branches: ``softmax_k(s_k / tau - log n_t(k))``. With one branch per teacher (or equal counts) this is
+    the plain branch softmax; a teacher's share never grows with its count. ``uniform``: every score 0 (warm-up)."""
+    counts = {t: sum(1 for x in teachers if x == t) for t in teachers}
+    prior = torch.tensor([-math.log(counts[t]) for t in teachers], dtype=torch.float64)
+    s = torch.zeros(len(teachers), dtype=torch.float64) if uniform else scores.detach().double() / tau
+    s = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
+    return torch.softmax(s + prior, dim=0)
 
 
-def char_to_token_span(offsets: Sequence[tuple[int, int]], char_span: tuple[int, int]) -> tuple[int, int] | None:
-    """The tokens ``[start, end)`` whose character offsets overlap ``char_span`` (offsets of one text)."""
-    cs, ce = char_span
-    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < ce and e > cs]
-    if not idx:
-        return None
-    return idx[0], idx[-1] + 1
+def split_over_branches(weights: Mapping[str, float], teachers: Sequence[str]) -> torch.Tensor:
+    """v1: each teacher's weight split evenly over its branches on the question (the logged weight is its share)."""
+    counts = {t: sum(1 for x in teachers if x == t) for t in teachers}
+    return torch.tensor([weights[t] / counts[t] for t in teachers], dtype=torch.float64)
+
+
+def teacher_shares(alpha: torch.Tensor, teachers: Sequence[str]) -> dict[str, float]:
+    """Each teacher's share of a question's weight: the sum of its branches' ``alpha`` (in first-seen order)."""
+    out: dict[str, float] = {}
+    for a, t in zip(alpha.tolist(), teachers, strict=True):
+        out[t] = out.get(t, 0.0) + float(a)
+    return out
