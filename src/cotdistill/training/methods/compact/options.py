@@ -44,9 +44,9 @@ class CompactOptions(MethodOptions):
     use_ppl: bool = Field(True, description="paper: false drops S_PPL")
     use_mcon: bool = Field(True, description="paper: false drops L_MCon (no answer distributions computed)")
     cons_projection: Literal["attention", "random"] = Field(
-        "attention",
-        description="paper: W_Q/W_K of S_cons: the student's last attention layer (no grad; random where the "
-        "architecture exposes none) or a seeded random orthogonal matrix",
+        "random",
+        description="paper: W_Q/W_K of S_cons: one seeded random orthogonal matrix for both (default: measured to "
+        "separate misleading rationales) or the student's last attention layer (no grad; it did not separate them)",
     )
     cons_feature: Literal["content", "last"] = Field(
         "content",
