@@ -39,6 +39,7 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("sft-single", "sft-single"),
     Variant("sft-multi", "sft-multi"),
+    Variant("sft-multi + answer examples", "sft-multi", options={"answer_examples": True}),
     Variant("step-by-step", "step-by-step"),
     Variant("compact", "compact"),
     Variant("qr-distill", "qr-distill", joint=True),
