@@ -262,7 +262,11 @@ window.addEventListener('load', function () {
   var out = imgs.map(function (i) { return [i.complete, i.naturalWidth, i.naturalHeight]; });
   var d = document.createElement('div');
   d.id = 'imgcheck';
-  d.textContent = JSON.stringify({images: out, tables: document.querySelectorAll('table').length});
+  var t = document.getElementById('base-distilled');
+  var first = t ? {bottom: t.getBoundingClientRect().bottom, screen: window.innerHeight,
+                   headers: Array.prototype.map.call(t.querySelectorAll('th'), function (h) { return h.textContent; })}
+                : null;
+  d.textContent = JSON.stringify({images: out, tables: document.querySelectorAll('table').length, first: first});
   document.body.appendChild(d);
 });
 </script>"""
@@ -283,10 +287,15 @@ def test_report_renders_in_headless_chromium(tmp_path, chromium):
     # the browser decoded every figure: a copy of the page with a probe script, DOM dumped after load
     probe = tmp_path / "probe.html"
     probe.write_text(html_path.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    res = _chromium(chromium, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(), home=tmp_path)
+    res = _chromium(chromium, "--virtual-time-budget=5000", "--window-size=1280,800", "--dump-dom", probe.as_uri(),
+                    home=tmp_path)  # fmt: skip
     m = re.search(r'<div id="imgcheck">(.*?)</div>', res.stdout)
     assert m, res.stderr[-2000:]
     check = json.loads(m.group(1).replace("&quot;", '"'))
     assert check["tables"] >= 9
     assert len(check["images"]) == 5
     assert all(complete and w > 100 and h > 50 for complete, w, h in check["images"])
+    # did it work? the base -> distilled table is on the first screen of a 1280x800 window
+    first = check["first"]
+    assert first is not None and first["headers"][:3] == ["model", "base", "distilled"]
+    assert 0 < first["bottom"] <= first["screen"], first

@@ -27,7 +27,7 @@ def _main_table(m: dict[str, Any]) -> Table:
     for name, acc in (m.get("ensembles") or {}).items():
         rows.append([f"ensemble: {name}", "-", pct(acc), "-", "-", "-", ""])
     return Table(["model", "base", "distilled", "change (points)", "no answer", "truncated", "n"], rows,
-                 caption="base (the student as built, before training) -> distilled")  # fmt: skip
+                 caption="base (the student as built, before training) -> distilled", key="base-distilled")  # fmt: skip
 
 
 def _task_table(m: dict[str, Any]) -> Table | None:

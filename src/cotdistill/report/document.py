@@ -21,6 +21,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     caption: str = ""
+    key: str = ""  # the HTML id (tests and links find the table by it)
 
 
 @dataclass
@@ -86,7 +87,8 @@ def _html_part(p: Part) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in p.headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in p.rows)
     cap = f"<caption>{html.escape(p.caption)}</caption>" if p.caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    ident = f' id="{html.escape(p.key)}"' if p.key else ""
+    return f"<table{ident}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render_html(run: RunDir, sections: list[Section], generated: str) -> str:
