@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cotdistill.configfile import load_config
+from cotdistill.config import load_config
 from safetensors.torch import load_file
 
 from cotdistill.io import atomic_write_jsonl
