@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cotdistill.config import load_config
 from safetensors.torch import load_file
 
+from cotdistill.config import load_config
 from cotdistill.io import atomic_write_jsonl
 from cotdistill.records import Question, ReasoningPath
 from cotdistill.rundir import RunDir
