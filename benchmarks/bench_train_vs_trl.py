@@ -1,4 +1,7 @@
-"""Training throughput: cotdistill's loop vs TRL's SFTTrainer, same tiny model, data, batch and precision.
+"""Training throughput: cotdistill's loop vs TRL's SFTTrainer, same model, data, batch and precision.
+
+The model is a tiny ``tiny-gpt2`` preset (default) or, with ``--student smollm2``, SmolLM2-135M-Instruct from the
+offline GGUF with LoRA (r 16, alpha 32, every linear layer), the real-data track's student.
 
 Both train one epoch over the same (prompt, completion) examples from the same initial weights with the same
 batch size, dynamic padding and loss on completion tokens only. Tokens/s counts the examples' real tokens
@@ -10,6 +13,7 @@ prints each side's model FLOP/s as a fraction of it (model FLOPs: 6 x parameters
 backward, plus the attention score and value matmuls, 12 x layers x d_model x mean sequence length per token).
 
     PYTHONPATH=src python benchmarks/bench_train_vs_trl.py [--examples 640] [--batch 16] [--repeats 2] [--fp32]
+    PYTHONPATH=src python benchmarks/bench_train_vs_trl.py --student smollm2 --examples 64 --batch 8 --max-length 320
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ def main() -> None:
     ap.add_argument("--fp32", action="store_true", help="fp32 on both sides (default: bf16 autocast on both)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--student", choices=["preset", "smollm2"], default="preset")
+    ap.add_argument("--max-length", type=int, default=1024, help="examples longer than this are dropped (both sides)")
     ap.add_argument(
         "--trl-checkpointing",
         action="store_true",
@@ -122,9 +128,13 @@ def main() -> None:
     data = load_train_data(RunDir.at(run))
     size = {"d_model": args.d_model, "n_layer": args.layers, "n_head": 4, "d_ff": 4 * args.d_model, "vocab": 2000}
     student = {"name": "s", "kind": "preset", "preset": "tiny-gpt2", "size": size, "lr": 1e-3}
+    if args.student == "smollm2":
+        student = {"name": "s", "kind": "gguf", "path": "smollm2", "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+                   "lr": 3e-4}  # fmt: skip
     cfg = RunConfig.model_validate(
         {"seed": 0, "students": [student], "train": {"epochs": 1, "batch_size": args.batch, "bf16": bf16,
-         "trackers": [], "max_length": 1024, "warmup_ratio": 0.0, "checkpoint_every": 0}}
+         "trackers": [], "max_length": args.max_length, "warmup_ratio": 0.0, "checkpoint_every": 0,
+         "answer_sentence": False}}
     )  # fmt: skip
     torch.manual_seed(0)
     built = build_student(cfg.students[0], list(tokenizer_texts(data)), run / "cache" / "tokenizers")
@@ -133,7 +143,9 @@ def main() -> None:
     for p in data.train_paths:
         q = data.train_questions[p.question_id]
         prompt = question_prompt(q, cfg.prompt)
-        rows.append((prompt, p.text, len(encode(tok, prompt, p.text))))
+        n = len(encode(tok, prompt, p.text))
+        if n <= args.max_length:
+            rows.append((prompt, p.text, n))
     n_tokens = sum(r[2] for r in rows)
     flops_per_token = model_flops_per_token(built.model, n_tokens / len(rows))
     ds = Dataset.from_list(
@@ -151,9 +163,9 @@ def main() -> None:
         model.load_state_dict(init_state)
         sc = SFTConfig(
             output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, num_train_epochs=1,
-            learning_rate=1e-3, lr_scheduler_type="cosine", max_grad_norm=1.0, bf16=bf16, use_cpu=True,
-            logging_steps=10_000, save_strategy="no", report_to=[], max_length=1024, completion_only_loss=True,
-            dataloader_num_workers=0, seed=0, disable_tqdm=True,
+            learning_rate=student["lr"], lr_scheduler_type="cosine", max_grad_norm=1.0, bf16=bf16, use_cpu=True,
+            logging_steps=10_000, save_strategy="no", report_to=[], max_length=args.max_length,
+            completion_only_loss=True, dataloader_num_workers=0, seed=0, disable_tqdm=True,
             gradient_checkpointing=args.trl_checkpointing,  # TRL 1.x defaults to True; cotdistill does not recompute
         )  # fmt: skip
         trainer = SFTTrainer(model=model, args=sc, train_dataset=ds, processing_class=tok)
@@ -179,7 +191,8 @@ def main() -> None:
           f"{'PASS' if best_mfu >= 0.6 else 'FAIL'})")  # fmt: skip
     out = {
         "examples": len(rows), "tokens": n_tokens, "batch": args.batch, "precision": "bf16" if bf16 else "fp32",
-        "model": f"tiny-gpt2 d_model={args.d_model} layers={args.layers}",
+        "model": "SmolLM2-135M-Instruct + LoRA r16" if args.student == "smollm2"
+        else f"tiny-gpt2 d_model={args.d_model} layers={args.layers}",
         "data": "svamp" if SVAMP.exists() else "synthetic",
         "cotdistill_tokens_per_s": results["cotdistill"], "trl_tokens_per_s": results["trl"],
         "ratio_median": med, "trl_gradient_checkpointing": args.trl_checkpointing,
