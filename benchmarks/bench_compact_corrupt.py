@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--prompt", default="core")
     ap.add_argument("--styles", default="vanilla,cot")
     ap.add_argument("--corrupt-share", type=float, default=0.3)
+    ap.add_argument("--task-options", type=json.loads, help="the lab task's options as JSON, e.g. '{\"steps\": [1]}'")
     ap.add_argument("--set", action="append", default=[], help="a compact option, e.g. use_mi=false (repeatable)")
     ap.add_argument(
         "--also",
@@ -153,7 +154,14 @@ def main() -> None:
     styles = tuple(args.styles.split(","))
     n_test = args.test if args.eval else 0
     data, bad = corrupted_lab_run(
-        root / "data", args.train, n_test, styles, args.corrupt_share, args.seed, consensus=args.v1
+        root / "data",
+        args.train,
+        n_test,
+        styles,
+        args.corrupt_share,
+        args.seed,
+        consensus=args.v1,
+        task_options=args.task_options,
     )
     print(
         f"data: {args.train} train questions, corrupted teacher wrong on {len(bad)} ({time.perf_counter() - t0:.0f} s)"

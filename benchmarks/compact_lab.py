@@ -30,6 +30,7 @@ def corrupted_lab_run(
     seed: int = 0,
     tasks: str = "arith",
     consensus: bool = True,
+    task_options: dict | None = None,
 ) -> tuple[RunDir, set[str]]:
     """Questions, paths (teachers ``clean_a``, ``clean_b``, ``corrupt``) and filtered.jsonl under ``root``.
 
@@ -43,7 +44,13 @@ def corrupted_lab_run(
     cfg = RunConfig.model_validate(
         {
             "seed": seed,
-            "questions": {"source": f"lab:{tasks}", "train": train, "dev": 0, "test": test},
+            "questions": {
+                "source": f"lab:{tasks}",
+                "train": train,
+                "dev": 0,
+                "test": test,
+                "options": {tasks: task_options} if task_options else {},
+            },
             "filter": {"enabled": False, "judge": {"kind": "none"}, "consensus": {"enabled": consensus}},
         }
     )

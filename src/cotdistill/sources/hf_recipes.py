@@ -19,6 +19,7 @@ from typing import Any
 from cotdistill.errors import CotdistillError
 from cotdistill.sources.choices import choice_gold, split_choices
 from cotdistill.tasks.choice import LETTERS
+from cotdistill.tasks.math import boxed_spans
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
@@ -136,14 +137,8 @@ def svamp_row(row: dict[str, Any]) -> Parsed:
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces matched: ``\\frac{\\pi}{2}`` stays whole),
     or of a last ``\\boxed 5``; None when there is none."""
-    best: tuple[int, str] | None = None
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            best = (m.start(), text[m.end() : i - 1].strip())
+    spans = boxed_spans(text)
+    best: tuple[int, str] | None = spans[-1] if spans else None
     for m in re.finditer(r"\\boxed ([^\s${}]+)", text):
         if best is None or m.start() > best[0]:
             best = (m.start(), m.group(1))

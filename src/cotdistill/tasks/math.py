@@ -16,8 +16,9 @@ _CALC = re.compile(rf"\s*(?:{_NUM})\s*[-+*/×x÷·]\s*[\d(]")
 _CURRENCY = re.compile(r"[$€£¥₹]|\\\$|\bUSD\b|\bdollars?\b|\bcents?\b", re.IGNORECASE)
 
 
-def find_boxed(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (balanced braces)."""
+def boxed_spans(text: str) -> list[tuple[int, str]]:
+    """(start offset, content) of every ``\\boxed{...}`` / ``\\fbox{...}`` in ``text``, braces matched
+    (``\\frac{\\pi}{2}`` stays whole); an unclosed one is skipped."""
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
         depth, i = 1, m.end()
@@ -25,8 +26,13 @@ def find_boxed(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end() : i - 1].strip())
+            out.append((m.start(), text[m.end() : i - 1].strip()))
     return out
+
+
+def find_boxed(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (balanced braces)."""
+    return [content for _, content in boxed_spans(text)]
 
 
 def _strip_dollars(s: str) -> str:
