@@ -80,16 +80,22 @@ def matmul_peak(bf16: bool, n: int = 2048, repeats: int = 5) -> float:
 
 
 def model_flops_per_token(model: torch.nn.Module, mean_len: float) -> float:
-    """Training FLOPs per token: 6 x non-embedding-lookup parameters + attention (12 x layers x d x mean length)."""
+    """Training FLOPs per token: 6 x trained and 4 x frozen matmul parameters (a frozen weight still takes the
+    forward and the input-gradient matmul, not the weight gradient; LoRA freezes the base) + attention (12 x
+    layers x d x mean length). Embedding tables are lookups, not matmuls, unless tied to the LM head."""
     cfg = model.config
-    n_params = sum(p.numel() for p in model.parameters())
     head = model.get_output_embeddings()
-    for m in model.modules():  # embedding tables are lookups, not matmuls, unless tied to the LM head
-        if isinstance(m, torch.nn.Embedding) and (head is None or m.weight is not head.weight):
-            n_params -= m.weight.numel()
+    lookups = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding) and (head is None or m.weight is not head.weight)
+    }
+    params = [p for p in model.parameters() if id(p) not in lookups]
+    trained = sum(p.numel() for p in params if p.requires_grad)
+    frozen = sum(p.numel() for p in params if not p.requires_grad)
     layers = getattr(cfg, "n_layer", None) or cfg.num_hidden_layers
     d = getattr(cfg, "n_embd", None) or cfg.hidden_size
-    return 6 * n_params + 12 * layers * d * mean_len
+    return 6 * trained + 4 * frozen + 12 * layers * d * mean_len
 
 
 def main() -> None:

@@ -182,3 +182,13 @@ def test_the_bench_has_a_base_row_per_student_and_seed(tmp_path):
     base = rows[("base", "s")]
     assert len(base.accuracies) == 2 and base.group == "methods"  # one per seed (a preset's init is seeded)
     assert len(base.extras["no_answer_rate"]) == 2 and len(rows[("sft-multi", "s")].extras["truncation_rate"]) == 2
+
+
+def test_eval_bf16_auto_is_off_on_cpu_and_an_explicit_setting_wins() -> None:
+    """On CPU greedy decoding in bf16 measured slower than fp32 (benchmarks/bench_eval_bf16.py), so auto is off."""
+    from cotdistill.stages.eval import eval_bf16
+
+    cpu = torch.device("cpu")
+    assert eval_bf16("auto", cpu) is False
+    assert eval_bf16(True, cpu) is True
+    assert eval_bf16(False, cpu) is False

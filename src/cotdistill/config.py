@@ -294,7 +294,7 @@ class EvalConfig(Section):
         default_factory=lambda: ["vote", "logprob"], description="student ensembles to score (2+ students)"
     )
     device: str = Field("auto", description="eval device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1...")
-    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: bf16 CUDA or AVX512-BF16 CPU")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on for bf16 CUDA, off on CPU")
     base: bool = Field(True, description="also evaluate every student as built, before training (the base rows)")
     probes: list[ProbeConfig] = Field(default_factory=list, description="question sets for forgetting (before/after)")
     drift: bool = Field(True, description="representation drift: linear CKA, mean cosine of base vs distilled states")

@@ -41,13 +41,11 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def eval_bf16(setting: bool | str, device: torch.device) -> bool:
-    """``eval.bf16``: ``auto`` is on for bf16-capable CUDA and for CPUs with AVX512-BF16 (where it is fast)."""
+    """``eval.bf16``: ``auto`` is on for bf16-capable CUDA only. On CPU, AVX512-BF16 included, greedy decoding in
+    bf16 measured slower than fp32 (benchmarks/bench_eval_bf16.py: autocast 0.59x, bf16 weights 0.88x)."""
     if setting != "auto":
         return bool(setting)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(check()) if check is not None else False
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def eval_questions(run: RunDir, split: str) -> list[Question]:
