@@ -65,12 +65,20 @@ def _losses(run) -> list[float]:
     return [json.loads(x)["losses"]["total"] for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("method", ["sft-multi", pytest.param("step-by-step", marks=pytest.mark.slow)])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("method", ["sft-multi", "step-by-step", "qr-distill", pytest.param("compact", marks=SLOW)])
 def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path, method):
-    """The shipped configs/accelerate/cpu-ddp.yaml: 2 gloo processes take the steps 1 process takes."""
-    cfg = write_config(tmp_path / "c.yaml", [TINY], epochs=1, batch_size=8, method=method)
-    one = write_add_run(tmp_path / "one", n_train=21, n_dev=0, paths_per_q=1)
-    two = write_add_run(tmp_path / "two", n_train=21, n_dev=0, paths_per_q=1)
+    """The shipped configs/accelerate/cpu-ddp.yaml: 2 gloo processes take the steps 1 process takes, per method
+    (QR-Distill with two students, COMPACT over two paths per question). Pins two seams: step-by-step's per-kind
+    means are over the global micro-batch, and a student no path reached in a step (QR-Distill) gets no grad on
+    any process, so the optimizer skips it as it does with one process."""
+    students = [TINY, {**TINY, "name": "s2"}] if method == "qr-distill" else [TINY]
+    per_q = 2 if method in ("qr-distill", "compact") else 1
+    cfg = write_config(tmp_path / "c.yaml", students, epochs=1, batch_size=8, method=method)
+    one = write_add_run(tmp_path / "one", n_train=21, n_dev=0, paths_per_q=per_q)
+    two = write_add_run(tmp_path / "two", n_train=21, n_dev=0, paths_per_q=per_q)
     r = run_cli("train", str(one), "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -80,7 +88,7 @@ def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path,
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "logs" / "train_summary.json").read_text())["processes"] == 2
     la, lb = _losses(one), _losses(two)
-    assert len(la) == len(lb) == 3 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
+    assert len(la) == len(lb) >= 3 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
 
 
 def test_fsdp_and_deepspeed_engines_are_refused_in_one_line():

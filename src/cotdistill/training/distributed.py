@@ -12,19 +12,25 @@ from torch import nn
 
 
 def sum_gradients(params: list[nn.Parameter], world: int) -> None:
-    """Sum gradients over processes (each already scaled by its share of the batch); missing grads count 0."""
+    """Sum gradients over processes (each already scaled by its share of the batch); a grad missing on one process
+    counts 0, and one missing on every process stays missing (as with one process, where the optimizer then skips
+    the parameter: no momentum or weight-decay update for a student no path reached)."""
     if world == 1:
         return
+    had = torch.tensor([float(p.grad is not None) for p in params])
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     grads = [p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([*(g.reshape(-1) for g in grads), had.to(grads[0].device, grads[0].dtype)])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     off = 0
     for g in grads:
         g.copy_(flat[off : off + g.numel()].view_as(g))
         off += g.numel()
+    for p, n in zip(params, flat[off:].tolist(), strict=True):
+        if n == 0:
+            p.grad = None
 
 
 def reduce_logged(pending: dict[str, float], world: int) -> dict[str, float]:

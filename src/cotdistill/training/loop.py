@@ -281,6 +281,7 @@ class Trainer:
             self.method.on_empty_shard(info)
         else:
             batch = self._batch(mine)
+            batch.global_examples = [self.examples[i] for i in glob] if self.world > 1 else None
             computed = self.method.step(batch, info)
             share = len(mine) / len(glob) / n_micro
             self.acc.backward(computed.losses["total"] * share)

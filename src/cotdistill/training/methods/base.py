@@ -73,6 +73,14 @@ class Batch:
 
     examples: list[Example]
     inputs: dict[str, StudentInputs]  # student name -> inputs
+    # every example of the global micro-batch this process's shard belongs to (None: the shard is the whole
+    # batch); the loop scales a shard's loss by its share of examples, so a method whose loss is a mean over a
+    # subset of the batch (step-by-step's per-kind means) reads its normalisers from here
+    global_examples: list[Example] | None = None
+
+    def global_share(self) -> float:
+        """The global micro-batch's size over this shard's (1 with one process)."""
+        return len(self.global_examples) / len(self.examples) if self.global_examples else 1.0
 
 
 @dataclass
