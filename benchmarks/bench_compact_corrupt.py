@@ -32,15 +32,17 @@ ABLATIONS = {"w/o S_MI": {"use_mi": False}, "w/o S_cons": {"use_cons": False}, "
              "w/o L_MCon": {"use_mcon": False}}  # fmt: skip
 
 
-def accuracy(student_dir: Path, questions: list, max_new_tokens: int = 96) -> float:
-    """Greedy test accuracy of a saved student (plain HF directory, loaded with no cotdistill code)."""
+def accuracy(student_dir: Path, questions: list, prompt: str, max_new_tokens: int = 96) -> float:
+    """Greedy test accuracy of a saved student (plain HF directory, loaded with no cotdistill code) under the prompt
+    policy it was trained with."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cotdistill.evaluation import answer_questions
 
     model = AutoModelForCausalLM.from_pretrained(student_dir)
     tok = AutoTokenizer.from_pretrained(student_dir)
-    return sum(a.correct for a in answer_questions(model, tok, questions, max_new_tokens)) / len(questions)
+    answers = answer_questions(model, tok, questions, max_new_tokens, policy=prompt)
+    return sum(a.correct for a in answers) / len(questions)
 
 
 def train(data: RunDir, root: Path, method: str, args: argparse.Namespace, options: dict) -> tuple[RunDir, dict]:
@@ -187,7 +189,7 @@ def main() -> None:
             res.update(figures(run, bad, warm))
             show(name, res, summary)
         if args.eval:
-            res["accuracy"] = accuracy(run.students / "s", test_qs)
+            res["accuracy"] = accuracy(run.students / "s", test_qs, args.prompt)
             print(f"{name}: test accuracy {res['accuracy']:.3f} ({len(test_qs)} questions)")
         out["runs"][name] = res
     if args.json:
