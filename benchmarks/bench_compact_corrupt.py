@@ -32,6 +32,20 @@ ABLATIONS = {"w/o S_MI": {"use_mi": False}, "w/o S_cons": {"use_cons": False}, "
              "w/o L_MCon": {"use_mcon": False}}  # fmt: skip
 
 
+def register_question_batched_union() -> str:
+    """``sft-multi`` with COMPACT's question-major batches (all of a question's paths in one micro-batch): the union
+    on the same batch composition as COMPACT, to tell the weights' effect from the batching's."""
+    from cotdistill.training.methods.options import SFTMultiOptions
+    from cotdistill.training.methods.registry import register_method
+    from cotdistill.training.methods.sft import SFTMulti
+
+    class QuestionBatchedUnion(SFTMulti):
+        batching = "question"
+
+    register_method("sft-multi-qb", SFTMultiOptions, QuestionBatchedUnion, "sft-multi on question-major batches")
+    return "sft-multi-qb"
+
+
 def accuracy(student_dir: Path, questions: list, prompt: str, max_new_tokens: int = 96) -> float:
     """Greedy test accuracy of a saved student (plain HF directory, loaded with no cotdistill code) under the prompt
     policy it was trained with."""
@@ -145,6 +159,9 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true", help="also each switch-off of the paper variant")
     ap.add_argument("--v1", action="store_true", help="also the v1 variant (needs the filter's consensus)")
     ap.add_argument("--union", action="store_true", help="also the uniform union sft-multi (for --eval)")
+    ap.add_argument("--union-question-batches", action="store_true",
+                    help="also sft-multi on COMPACT's question-major batches")  # fmt: skip
+    ap.add_argument("--only-extra", action="store_true", help="skip the default compact run (only --also/--union...)")
     ap.add_argument("--eval", action="store_true", help="greedy test accuracy of every trained student")
     ap.add_argument("--out", default="runs/bench_compact_corrupt")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -169,7 +186,7 @@ def main() -> None:
         f"data: {args.train} train questions, corrupted teacher wrong on {len(bad)} ({time.perf_counter() - t0:.0f} s)"
     )
     base = {"unfiltered": True, **parse_set(args.set)}
-    runs = {"compact": ("compact", base)}
+    runs = {} if args.only_extra else {"compact": ("compact", base)}
     for spec in args.also:
         name, _, kvs = spec.partition(":")
         runs[f"compact {name}"] = ("compact", {**base, **parse_set([kv for kv in kvs.split(",") if kv])})
@@ -179,6 +196,8 @@ def main() -> None:
         runs["compact v1"] = ("compact", {"unfiltered": True, "variant": "v1"})
     if args.union:
         runs["sft-multi"] = ("sft-multi", {})
+    if args.union_question_batches:
+        runs["sft-multi question-batched"] = (register_question_batched_union(), {})
     test_qs = [q for q in load_questions(data.questions).values() if q.split == "test"]
     out: dict = {"args": vars(args), "corrupted_questions": len(bad), "runs": {}}
     for name, (method, opts) in runs.items():
