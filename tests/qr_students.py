@@ -199,6 +199,22 @@ def warm_up(student: TinyStudent, examples: list[Example], steps: int = 40, lr: 
         opt.step()
 
 
+def warmed_planted_pair() -> tuple[dict[str, Question], list[ReasoningPath], list[TinyStudent]]:
+    """The planted pair: a tiny gpt2 warmed up on cot paths and a tiny llama on program paths (seeded), with the
+    planted data they were warmed up on."""
+    torch.manual_seed(0)
+    questions, paths = planted_data()
+    students = []
+    for i, kind in enumerate(["gpt2", "llama"]):
+        tok = make_tokenizer(300 + 40 * i)
+        students.append(TinyStudent(f"s{i}-{kind}", make_model(kind, tok, seed=i, d=32), tok))
+    for st, style in zip(students, PLANTED, strict=True):
+        own = [Example(questions[p.question_id], questions[p.question_id].question, p.text, path=p)
+               for p in paths if p.style == style]  # fmt: skip
+        warm_up(st, own, seed=0)
+    return questions, paths, students
+
+
 def run_method(method, students: list[TinyStudent], examples: list[Example], epochs: int, batch_size: int = 12,
                student_lr: float = 1e-3, seed: int = 0) -> list[dict]:  # fmt: skip
     """A miniature of the shared loop: AdamW with the students at ``student_lr`` and the method's modules at its

@@ -12,7 +12,7 @@ import torch
 from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
 from cotdistill.rundir import RunDir
-from cotdistill.training.methods.base import Example, StepInfo
+from cotdistill.training.methods.base import StepInfo
 from cotdistill.training.methods.qr_distill.method import QRDistill
 from cotdistill.training.methods.qr_distill.peer import (
     PeerSpace,
@@ -23,7 +23,14 @@ from cotdistill.training.methods.qr_distill.peer import (
     per_byte,
     resolve_projection,
 )
-from qr_students import PLANTED, TinyStudent, make_batch, make_model, make_tokenizer, planted_data, warm_up
+from qr_students import (
+    TinyStudent,
+    make_batch,
+    make_model,
+    make_tokenizer,
+    planted_data,
+    warmed_planted_pair,
+)
 
 
 def _method(tmp_path, students, **options) -> QRDistill:
@@ -107,16 +114,7 @@ def test_competence_regressors_beat_a_bias_only_model_where_competence_differs(t
     """The planted pair (student 0 warmed up on cot, student 1 on program): which student has the lower loss per
     byte depends on the path. Trained on half the paths at the default module_lr (on the frozen shared-space
     vectors, as in training), the regressors predict the other half's targets far better than the best constant."""
-    torch.manual_seed(0)
-    questions, paths = planted_data()
-    students = []
-    for i, kind in enumerate(["gpt2", "llama"]):
-        tok = make_tokenizer(300 + 40 * i)
-        students.append(TinyStudent(f"s{i}-{kind}", make_model(kind, tok, seed=i, d=32), tok))
-    for st, style in zip(students, PLANTED, strict=True):
-        own = [Example(questions[p.question_id], questions[p.question_id].question, p.text, path=p)
-               for p in paths if p.style == style]  # fmt: skip
-        warm_up(st, own, seed=0)
+    questions, paths, students = warmed_planted_pair()
     m = _method(tmp_path, students, routing=False)
     ex = m.examples(questions, paths)
     batch = make_batch(students, ex)

@@ -19,24 +19,14 @@ from cotdistill.config import RunConfig
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods.base import Example
 from cotdistill.training.methods.qr_distill.method import QRDistill
-from qr_students import PLANTED, TinyStudent, collate, make_model, make_tokenizer, planted_data, run_method, warm_up
+from qr_students import PLANTED, TinyStudent, collate, run_method, warmed_planted_pair
 
 EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
 def warmed():
-    torch.manual_seed(0)
-    questions, paths = planted_data()
-    students = []
-    for i, kind in enumerate(["gpt2", "llama"]):
-        tok = make_tokenizer(300 + 40 * i)
-        students.append(TinyStudent(f"s{i}-{kind}", make_model(kind, tok, seed=i, d=32), tok))
-    for st, style in zip(students, PLANTED, strict=True):
-        own = [Example(questions[p.question_id], questions[p.question_id].question, p.text, path=p)
-               for p in paths if p.style == style]  # fmt: skip
-        warm_up(st, own, seed=0)
-    return questions, paths, students
+    return warmed_planted_pair()
 
 
 def _style_loss(st: TinyStudent, questions, paths, style: str) -> float:
