@@ -68,15 +68,23 @@ def _losses(run) -> list[float]:
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("method", ["sft-multi", "step-by-step", "qr-distill", pytest.param("compact", marks=SLOW)])
-def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path, method):
+ANSWERS = {"answer_examples": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("sft-multi", {}), ("step-by-step", {}), ("qr-distill", {}), ("sft-multi", ANSWERS),
+     pytest.param("qr-distill", ANSWERS, marks=SLOW), pytest.param("compact", {}, marks=SLOW)],
+)  # fmt: skip
+def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path, method, options):
     """The shipped configs/accelerate/cpu-ddp.yaml: 2 gloo processes take the steps 1 process takes, per method
-    (QR-Distill with two students, COMPACT over two paths per question). Pins two seams: step-by-step's per-kind
-    means are over the global micro-batch, and a student no path reached in a step (QR-Distill) gets no grad on
-    any process, so the optimizer skips it as it does with one process."""
+    (QR-Distill with two students, COMPACT over two paths per question) and with ``options.answer_examples``.
+    Pins three seams: step-by-step's per-kind means and ``L_answer`` + the method's loss on the other examples are
+    means over the global micro-batch, not the shard; and a student no path reached in a step (QR-Distill) gets no
+    grad on any process, so the optimizer skips it as it does with one process."""
     students = [TINY, {**TINY, "name": "s2"}] if method == "qr-distill" else [TINY]
     per_q = 2 if method in ("qr-distill", "compact") else 1
-    cfg = write_config(tmp_path / "c.yaml", students, epochs=1, batch_size=8, method=method)
+    cfg = write_config(tmp_path / "c.yaml", students, epochs=1, batch_size=8, method=method, options=options)
     one = write_add_run(tmp_path / "one", n_train=21, n_dev=0, paths_per_q=per_q)
     two = write_add_run(tmp_path / "two", n_train=21, n_dev=0, paths_per_q=per_q)
     r = run_cli("train", str(one), "-c", str(cfg))

@@ -180,21 +180,28 @@ class Method(ABC):
     def step(self, batch: Batch, info: StepInfo) -> Computed:
         """What the loop calls per micro-batch: :meth:`compute`; with ``options.answer_examples`` on the batch's
         other examples, plus ``L_answer`` per student (the mean CE of its answer examples: ``answer/<student>``,
-        added to ``ce/<student>`` and the total, as step-by-step's ``L_answer + alpha * L_rationale``)."""
+        added to ``ce/<student>`` and the total, as step-by-step's ``L_answer + alpha * L_rationale``).
+
+        Both means are over the global micro-batch: on a shard, each part is rescaled from its own share of the
+        part's global examples to the shard's share of the batch, which the loop multiplies by."""
         if not getattr(self.opts, "answer_examples", False) or self.has_answer_task:
             return self.compute(batch, info)
-        ans = [i for i, e in enumerate(batch.examples) if e.kind == "answer"]
-        rest = [i for i, e in enumerate(batch.examples) if e.kind != "answer"]
+        ans, rest = _kind_split(batch.examples)
+        glob_ans, glob_rest = _kind_split(batch.global_examples or batch.examples)
         if rest:
-            computed = self.compute(_subset(batch, rest) if ans else batch, info)
+            sub = _subset(batch, rest, [batch.global_examples[i] for i in glob_rest] if batch.global_examples else None)
+            computed = self.compute(sub, info)
+            f = (len(rest) / len(glob_rest)) * batch.global_share()
+            computed.losses = {k: v * f for k, v in computed.losses.items()} if f != 1.0 else computed.losses
         else:
             self.on_empty_shard(info)
             computed = Computed(losses={})
         losses = computed.losses
         total = losses.get("total")
         for s in self.students:
-            la = s.forward(_subset(batch, ans).inputs[s.name]).loss.mean() if ans else None
-            if la is None:
+            if ans:
+                la = s.forward(_subset(batch, ans).inputs[s.name]).loss.sum() * (batch.global_share() / len(glob_ans))
+            else:
                 la = (total * 0.0) if total is not None else torch.zeros(())
             losses[f"answer/{s.name}"] = la
             losses[f"ce/{s.name}"] = losses[f"ce/{s.name}"] + la if f"ce/{s.name}" in losses else la
@@ -231,7 +238,15 @@ class Method(ABC):
         return {}
 
 
-def _subset(batch: Batch, idx: list[int]) -> Batch:
-    """The examples ``idx`` of ``batch`` with each student's inputs cut to them."""
+def _kind_split(examples: list[Example]) -> tuple[list[int], list[int]]:
+    """Indices of the answer examples and of the others."""
+    ans = [i for i, e in enumerate(examples) if e.kind == "answer"]
+    return ans, [i for i, e in enumerate(examples) if e.kind != "answer"]
+
+
+def _subset(batch: Batch, idx: list[int], global_examples: list[Example] | None = None) -> Batch:
+    """The examples ``idx`` of ``batch`` with each student's inputs cut to them (``global_examples``: those of the
+    global micro-batch the subset stands for)."""
     t = torch.tensor(idx, dtype=torch.long)
-    return Batch([batch.examples[i] for i in idx], {k: slice_inputs(v, t) for k, v in batch.inputs.items()})
+    inputs = {k: slice_inputs(v, t) for k, v in batch.inputs.items()}
+    return Batch([batch.examples[i] for i in idx], inputs, global_examples)
