@@ -73,7 +73,8 @@ def train(data: RunDir, root: Path, method: str, args: argparse.Namespace, optio
             "prompt": args.prompt,
             "students": [{"name": "s", "kind": "preset", "preset": args.preset, "size": size, "lr": args.lr}],
             "train": {"method": method, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 256,
-                      "bf16": False, "trackers": [], "options": options},
+                      "bf16": False, "trackers": [], "options": options,
+                      "dev_metric": "loss"},
         }
     )  # fmt: skip
     t0 = time.perf_counter()
@@ -139,8 +140,8 @@ def parse_set(items: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for flag, default in (("--train", 120), ("--test", 60), ("--epochs", 3), ("--batch-size", 24), ("--seed", 0),
-                          ("--d-model", 128), ("--n-layer", 2)):  # fmt: skip
+    for flag, default in (("--train", 120), ("--dev", 0), ("--test", 60), ("--epochs", 3), ("--batch-size", 24),
+                          ("--seed", 0), ("--d-model", 128), ("--n-layer", 2)):  # fmt: skip
         ap.add_argument(flag, type=int, default=default)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--preset", default="tiny-gpt2")
@@ -162,7 +163,9 @@ def main() -> None:
     ap.add_argument("--union-question-batches", action="store_true",
                     help="also sft-multi on COMPACT's question-major batches")  # fmt: skip
     ap.add_argument("--only-extra", action="store_true", help="skip the default compact run (only --also/--union...)")
-    ap.add_argument("--eval", action="store_true", help="greedy test accuracy of every trained student")
+    ap.add_argument("--eval", action="store_true", help="greedy accuracy of every trained student (--eval-split)")
+    ap.add_argument("--eval-split", choices=("dev", "test"), default="test",
+                    help="where --eval scores: dev (--dev: to choose settings) or test (report once)")  # fmt: skip
     ap.add_argument("--out", default="runs/bench_compact_corrupt")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
@@ -171,7 +174,7 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
     styles = tuple(args.styles.split(","))
-    n_test = args.test if args.eval else 0
+    n_test = args.test if args.eval and args.eval_split == "test" else 0
     data, bad = corrupted_lab_run(
         root / "data",
         args.train,
@@ -181,6 +184,7 @@ def main() -> None:
         args.seed,
         consensus=args.v1,
         task_options=args.task_options,
+        dev=args.dev,
     )
     print(
         f"data: {args.train} train questions, corrupted teacher wrong on {len(bad)} ({time.perf_counter() - t0:.0f} s)"
@@ -198,7 +202,7 @@ def main() -> None:
         runs["sft-multi"] = ("sft-multi", {})
     if args.union_question_batches:
         runs["sft-multi question-batched"] = (register_question_batched_union(), {})
-    test_qs = [q for q in load_questions(data.questions).values() if q.split == "test"]
+    test_qs = [q for q in load_questions(data.questions).values() if q.split == args.eval_split]
     out: dict = {"args": vars(args), "corrupted_questions": len(bad), "runs": {}}
     for name, (method, opts) in runs.items():
         run, summary = train(data, root / name.replace(" ", "_").replace("/", ""), method, args, opts)
@@ -209,7 +213,7 @@ def main() -> None:
             show(name, res, summary)
         if args.eval:
             res["accuracy"] = accuracy(run.students / "s", test_qs, args.prompt)
-            print(f"{name}: test accuracy {res['accuracy']:.3f} ({len(test_qs)} questions)")
+            print(f"{name}: {args.eval_split} accuracy {res['accuracy']:.3f} ({len(test_qs)} questions)")
         out["runs"][name] = res
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

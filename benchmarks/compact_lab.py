@@ -31,6 +31,7 @@ def corrupted_lab_run(
     tasks: str = "arith",
     consensus: bool = True,
     task_options: dict | None = None,
+    dev: int = 0,
 ) -> tuple[RunDir, set[str]]:
     """Questions, paths (teachers ``clean_a``, ``clean_b``, ``corrupt``) and filtered.jsonl under ``root``.
 
@@ -47,7 +48,7 @@ def corrupted_lab_run(
             "questions": {
                 "source": f"lab:{tasks}",
                 "train": train,
-                "dev": 0,
+                "dev": dev,
                 "test": test,
                 "options": {tasks: task_options} if task_options else {},
             },

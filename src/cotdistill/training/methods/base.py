@@ -82,6 +82,13 @@ class Batch:
         """The global micro-batch's size over this shard's (1 with one process)."""
         return len(self.global_examples) / len(self.examples) if self.global_examples else 1.0
 
+    def kind_mean(self, values: torch.Tensor, answer: bool) -> torch.Tensor:
+        """This shard's part of a mean over the global micro-batch's answer examples (``answer``) or its other
+        examples, from ``values`` (one per shard example of that kind): their sum over the kind's global count,
+        scaled by the shard's share, which the loop multiplies by. With one process: their plain mean."""
+        n = sum((e.kind == "answer") == answer for e in (self.global_examples or self.examples))
+        return values.sum() * (self.global_share() / max(n, 1))
+
 
 @dataclass
 class StepInfo:
@@ -186,12 +193,13 @@ class Method(ABC):
         part's global examples to the shard's share of the batch, which the loop multiplies by."""
         if not getattr(self.opts, "answer_examples", False) or self.has_answer_task:
             return self.compute(batch, info)
-        ans, rest = _kind_split(batch.examples)
-        glob_ans, glob_rest = _kind_split(batch.global_examples or batch.examples)
+        ans = [i for i, e in enumerate(batch.examples) if e.kind == "answer"]
+        rest = [i for i, e in enumerate(batch.examples) if e.kind != "answer"]
         if rest:
-            sub = _subset(batch, rest, [batch.global_examples[i] for i in glob_rest] if batch.global_examples else None)
-            computed = self.compute(sub, info)
-            f = (len(rest) / len(glob_rest)) * batch.global_share()
+            glob_rest = [e for e in batch.global_examples or [] if e.kind != "answer"] or None
+            computed = self.compute(_subset(batch, rest, glob_rest), info)
+            # compute's losses are its part of the mean over glob_rest; rescale them to the loop's shard share
+            f = batch.kind_mean(torch.tensor(float(len(rest))), answer=False).item()
             computed.losses = {k: v * f for k, v in computed.losses.items()} if f != 1.0 else computed.losses
         else:
             self.on_empty_shard(info)
@@ -200,7 +208,7 @@ class Method(ABC):
         total = losses.get("total")
         for s in self.students:
             if ans:
-                la = s.forward(_subset(batch, ans).inputs[s.name]).loss.sum() * (batch.global_share() / len(glob_ans))
+                la = batch.kind_mean(s.forward(_subset(batch, ans).inputs[s.name]).loss, answer=True)
             else:
                 la = (total * 0.0) if total is not None else torch.zeros(())
             losses[f"answer/{s.name}"] = la
@@ -236,12 +244,6 @@ class Method(ABC):
     def on_epoch_end(self, epoch: int) -> dict[str, list[dict[str, Any]]]:
         """Hook after each epoch; may return log records like ``Computed.records``."""
         return {}
-
-
-def _kind_split(examples: list[Example]) -> tuple[list[int], list[int]]:
-    """Indices of the answer examples and of the others."""
-    ans = [i for i, e in enumerate(examples) if e.kind == "answer"]
-    return ans, [i for i, e in enumerate(examples) if e.kind != "answer"]
 
 
 def _subset(batch: Batch, idx: list[int], global_examples: list[Example] | None = None) -> Batch:

@@ -82,19 +82,15 @@ class StepByStep(Method):
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
         alpha = self.opts.alpha
         is_ans = torch.tensor([e.kind == "answer" for e in batch.examples])
-        # each kind's mean is over the global micro-batch: on a shard, its sum over the kind's global count, scaled
-        # back by the shard's share (the loop multiplies by it); with one process these are the batch's means
-        every = batch.global_examples or batch.examples
-        n_ans = sum(e.kind == "answer" for e in every)
-        n_rat, scale = len(every) - n_ans, batch.global_share()
         losses: dict[str, torch.Tensor] = {}
         total = None
         for s in self.students:
             out = s.forward(batch.inputs[s.name])
             m = is_ans.to(out.loss.device)
             zero = out.loss.sum() * 0.0
-            la = out.loss[m].sum() * (scale / n_ans) if m.any() else zero
-            lr = out.loss[~m].sum() * (scale / n_rat) if (~m).any() else zero
+            # each kind's mean is over the global micro-batch, not this process's shard of it
+            la = batch.kind_mean(out.loss[m], answer=True) if m.any() else zero
+            lr = batch.kind_mean(out.loss[~m], answer=False) if (~m).any() else zero
             loss = la + alpha * lr
             losses[f"ce/{s.name}"] = loss
             losses[f"answer/{s.name}"] = la
