@@ -101,6 +101,33 @@ def test_split_and_append_add_questions_and_paths(tmp_path: Path):
     assert len(list(read_paths(run / "paths.jsonl"))) == 1
 
 
+def test_hold_out_records_a_seeded_sample_of_a_train_file_as_dev(tmp_path: Path):
+    """``--hold-out N``: N of the file's questions, chosen by ``--hold-out-seed``, land in dev with their paths;
+    the same seed picks the same questions, another seed others; bad counts and splits are one-line errors (exit 2)
+    that leave the run as it was."""
+    from conftest import run_cli
+
+    src = _mcc(tmp_path / "train.json", [{"instruction": f"{k} + 1?", "output": [f"{k} + 1 = {k + 1}."],
+                                          "label": k + 1} for k in range(20)])  # fmt: skip
+
+    def dev_ids(run: Path, seed: int) -> list[str]:
+        assert run_import("mcc-kd", src, run, ImportOptions(hold_out=5, hold_out_seed=seed)) == (20, 20)
+        qs = list(read_questions(run / "questions.jsonl"))
+        assert sum(q.split == "train" for q in qs) == 15 and len(list(read_paths(run / "paths.jsonl"))) == 20
+        return [q.id for q in qs if q.split == "dev"]
+
+    a, b, c = dev_ids(tmp_path / "a", 0), dev_ids(tmp_path / "b", 0), dev_ids(tmp_path / "c", 1)
+    assert len(a) == 5 and a == b and a != c
+    before = (tmp_path / "a" / "questions.jsonl").read_bytes()
+    r = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "a"), "--hold-out", "20")
+    assert r.returncode == 2 and "train.json: --hold-out 20: the file has only 20 questions" in r.stderr
+    r = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "a"), "--hold-out", "3", "--split", "test")
+    assert r.returncode == 2 and "--hold-out carves dev questions from a train file" in r.stderr
+    assert (tmp_path / "a" / "questions.jsonl").read_bytes() == before
+    r = run_cli("import", "mcc-kd", str(src), "--out", str(tmp_path / "d"), "--hold-out", "4", "--hold-out-seed", "2")
+    assert r.returncode == 0 and "imported 20 questions and 20 paths" in r.stdout and "4 of them held out" in r.stdout
+
+
 def test_choice_items_take_their_options_out_of_the_instruction(tmp_path: Path):
     items = [
         {"instruction": "What could cats do if they were taller? Answer Choices:\nA. annoy\nB. eat meat\n"

@@ -111,6 +111,10 @@ def import_cmd(
     style: Annotated[str | None, typer.Option(help="style recorded on the paths")] = None,
     split: Annotated[str, typer.Option(help="split recorded on every question: train | dev | test")] = "train",
     append: Annotated[bool, typer.Option("--append", help="add to the run's questions and paths")] = False,
+    hold_out: Annotated[
+        int, typer.Option(min=0, help="record a seeded N of the file's questions as dev (a dev split from train)")
+    ] = 0,
+    hold_out_seed: Annotated[int, typer.Option(help="seed of the --hold-out sample")] = 0,
 ) -> None:
     """Import an existing multi-path dataset into RUN/questions.jsonl + RUN/paths.jsonl."""
     from cotdistill.lock import acquire_run_lock
@@ -118,10 +122,11 @@ def import_cmd(
 
     _check_task_flag(task)
     acquire_run_lock(out_dir, "import")
-    opts = ImportOptions(task=task, teacher=teacher, style=style, split=split, append=append)
+    opts = ImportOptions(task, teacher, style, split, append, hold_out=hold_out, hold_out_seed=hold_out_seed)
     nq, np_ = run_import(fmt, src, out_dir, opts)
     verb = "appended" if append else "imported"
-    out.print(f"{verb} {nq} questions and {np_} paths into {out_dir} (split {split})", soft_wrap=True)
+    where = f"split {split}" + (f"; {hold_out} of them held out as dev" if hold_out else "")
+    out.print(f"{verb} {nq} questions and {np_} paths into {out_dir} ({where})", soft_wrap=True)
 
 
 @app.command("inspect")

@@ -5,14 +5,16 @@
 - ``qr-distill``: QR-Distill reference JSONL (``*.enriched.jsonl`` with ``prompts``, ``responses``, ``preds``,
   ``correct_flags``, ``gold_answer``; or ``*.correct.jsonl``, the same with only the correct responses).
 
-Every imported question carries the split given (``--split``). An import replaces the run's questions and paths, or
-with ``--append`` adds to them (test and probe sets next to the training file); either way the run's files change
-only when the whole source is valid and no question id is already taken.
+Every imported question carries the split given (``--split``), except that ``--hold-out N`` records a seeded N of
+a train file's questions as dev (a dev split to choose settings on, carved from the training file). An import
+replaces the run's questions and paths, or with ``--append`` adds to them (test and probe sets next to the training
+file); either way the run's files change only when the whole source is valid and no question id is already taken.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ class ImportOptions:
     style: str | None = None
     split: str = "train"
     append: bool = False
+    hold_out: int = 0  # a seeded this many of the file's questions are recorded as dev instead of ``split``
+    hold_out_seed: int = 0
 
 
 # (the line the item starts on, its question, its paths)
@@ -240,6 +244,8 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
         get_family(opts.task)
     if opts.split not in SPLITS:
         raise CotdistillError(f"--split: unknown split '{opts.split}' (use {', '.join(SPLITS)})")
+    if opts.hold_out and opts.split != "train":
+        raise CotdistillError("--hold-out carves dev questions from a train file; drop it or use --split train")
     src = FsPath(src)
     run = RunDir.at(out_dir)
     if opts.append and not run.questions.exists():
@@ -252,7 +258,7 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
             if opts.append:
                 _copy_records(run.questions, fq)
                 _copy_records(run.paths, fp)
-            nq, np_ = _write_items(importer(src, opts), src, run.questions, taken, fq, fp)
+            nq, np_ = _write_items(_held_out(importer, src, opts), src, run.questions, taken, fq, fp)
             for f in (fq, fp):
                 f.flush()
                 os.fsync(f.fileno())
@@ -270,6 +276,19 @@ def run_import(fmt: str, src: str | FsPath, out_dir: str | FsPath, opts: ImportO
         tmp_q.unlink(missing_ok=True)
         tmp_p.unlink(missing_ok=True)
     return nq, np_
+
+
+def _held_out(importer: Importer, src: FsPath, opts: ImportOptions) -> Iterator[Item]:
+    """The importer's items, with ``opts.hold_out`` of their questions (a seeded sample) recorded as dev."""
+    if not opts.hold_out:
+        yield from importer(src, opts)
+        return
+    ids = [q.id for _, q, _ in importer(src, opts)]
+    if opts.hold_out >= len(ids):
+        raise InputError(src, f"--hold-out {opts.hold_out}: the file has only {len(ids)} questions")
+    dev = set(random.Random(opts.hold_out_seed).sample(ids, opts.hold_out))
+    for line, q, paths in importer(src, opts):
+        yield line, (q.model_copy(update={"split": "dev"}) if q.id in dev else q), paths
 
 
 def _taken_ids(questions: FsPath) -> dict[str, tuple[int, str]]:
