@@ -161,3 +161,26 @@ def test_the_real_csqa_dev_set_imports_as_choice_questions(tmp_path: Path):
         "open doors",
         "C",
     )
+
+
+def test_cotdistill_run_on_an_imported_run_needs_no_teachers(tmp_path: Path):
+    """The README's real-data recipe: import, then ``cotdistill run`` on a config with ``questions.source:
+    imported`` and no ``teachers:``; the pre-flight check accepts it and generate keeps the imported paths."""
+    import yaml
+
+    from conftest import run_cli
+
+    src = _mcc(tmp_path / "train.json", [{"instruction": f"{k} + 1?", "output": [f"{k} + 1 = {k + 1}."],
+                                          "label": k + 1} for k in range(6)])  # fmt: skip
+    run = tmp_path / "run"
+    assert run_cli("import", "mcc-kd", str(src), "--out", str(run), "--hold-out", "2").returncode == 0
+    cfg = {"questions": {"source": "imported"}, "filter": {"judge": {"kind": "none"}, "consensus": {"enabled": False}},
+           "students": [{"name": "s", "kind": "preset", "preset": "tiny-gpt2"}]}  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", str(tmp_path / "c.yaml"), "--run-dir", str(run), "--until", "filter")
+    assert r.returncode == 0, r.stderr
+    assert "paths.jsonl: 6 paths" in r.stderr and "kept 6 of 6 paths" in r.stderr
+    del cfg["questions"]  # lab questions and no teachers: still the one-line error
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "lab"), "--until", "filter")
+    assert r.returncode == 2 and "no teachers configured" in r.stderr

@@ -40,6 +40,8 @@ def _generate(cfg: RunConfig) -> None:
     from cotdistill.teachers.styles import select_styles
 
     if not cfg.teachers:
+        if cfg.questions.source == "imported":
+            return  # the imported paths are the run's paths (the stage checks they exist)
         raise ConfigError("no teachers configured: add a 'teachers:' list to the config (see README, generate)")
     select_styles(cfg.generate.styles, cfg.generate.style_dirs)
     for t in cfg.teachers:
