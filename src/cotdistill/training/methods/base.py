@@ -82,12 +82,17 @@ class Batch:
         """The global micro-batch's size over this shard's (1 with one process)."""
         return len(self.global_examples) / len(self.examples) if self.global_examples else 1.0
 
-    def kind_mean(self, values: torch.Tensor, answer: bool) -> torch.Tensor:
-        """This shard's part of a mean over the global micro-batch's answer examples (``answer``) or its other
-        examples, from ``values`` (one per shard example of that kind): their sum over the kind's global count,
-        scaled by the shard's share, which the loop multiplies by. With one process: their plain mean."""
+    def kind_scale(self, answer: bool) -> float:
+        """What a sum over this shard's answer examples (``answer``) or its other examples is multiplied by to be
+        its part of the mean over the global micro-batch's examples of that kind: the shard's share (which the loop
+        multiplies by) over the kind's global count. With one process: 1 / the batch's count of that kind."""
         n = sum((e.kind == "answer") == answer for e in (self.global_examples or self.examples))
-        return values.sum() * (self.global_share() / max(n, 1))
+        return self.global_share() / max(n, 1)
+
+    def kind_mean(self, values: torch.Tensor, answer: bool) -> torch.Tensor:
+        """This shard's part of the mean over the global micro-batch's examples of one kind, from ``values`` (one
+        per shard example of that kind); with one process their plain mean."""
+        return values.sum() * self.kind_scale(answer)
 
 
 @dataclass
@@ -199,16 +204,17 @@ class Method(ABC):
             glob_rest = [e for e in batch.global_examples or [] if e.kind != "answer"] or None
             computed = self.compute(_subset(batch, rest, glob_rest), info)
             # compute's losses are its part of the mean over glob_rest; rescale them to the loop's shard share
-            f = batch.kind_mean(torch.tensor(float(len(rest))), answer=False).item()
-            computed.losses = {k: v * f for k, v in computed.losses.items()} if f != 1.0 else computed.losses
+            f = len(rest) * batch.kind_scale(answer=False)
+            computed.losses = {k: v * f for k, v in computed.losses.items()}
         else:
             self.on_empty_shard(info)
             computed = Computed(losses={})
         losses = computed.losses
         total = losses.get("total")
+        answers = _subset(batch, ans) if ans else None
         for s in self.students:
-            if ans:
-                la = batch.kind_mean(s.forward(_subset(batch, ans).inputs[s.name]).loss, answer=True)
+            if answers is not None:
+                la = batch.kind_mean(s.forward(answers.inputs[s.name]).loss, answer=True)
             else:
                 la = (total * 0.0) if total is not None else torch.zeros(())
             losses[f"answer/{s.name}"] = la
