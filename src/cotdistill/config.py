@@ -236,6 +236,12 @@ class TrainConfig(Section):
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
     max_paths: int | None = Field(None, ge=1, description="at most this many kept paths per question (file order)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
+    engine: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="several processes: ddp (every process holds whole students, gradients summed) or fsdp "
+        "(students sharded with FSDP2; sft-single, sft-multi, step-by-step); auto: fsdp under an Accelerate FSDP "
+        "config, else ddp",
+    )
     answer_sentence: bool = Field(
         True,
         description='close a training path with the family\'s answer sentence ("The answer is N.") when strict '

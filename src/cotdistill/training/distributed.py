@@ -15,7 +15,7 @@ def sum_gradients(params: list[nn.Parameter], world: int) -> None:
     """Sum gradients over processes (each already scaled by its share of the batch); a grad missing on one process
     counts 0, and one missing on every process stays missing (as with one process, where the optimizer then skips
     the parameter: no momentum or weight-decay update for a student no path reached)."""
-    if world == 1:
+    if world == 1 or not params:
         return
     had = torch.tensor([float(p.grad is not None) for p in params])
     for p in params:

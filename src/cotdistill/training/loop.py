@@ -29,7 +29,7 @@ from cotdistill.io import atomic_write_text
 from cotdistill.progress import stage_progress
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import Encoded, collate, pad_id
-from cotdistill.training import devcheck
+from cotdistill.training import devcheck, sharding
 from cotdistill.training.checkpoint import CheckpointStore, LoopState, fingerprint_changes, train_fingerprint
 from cotdistill.training.data import TrainData, encode_examples, load_train_data, make_batches, shard, tokenizer_texts
 from cotdistill.training.distributed import gather_records, reduce_logged, sum_gradients
@@ -37,7 +37,7 @@ from cotdistill.training.logs import Logs
 from cotdistill.training.methods.base import Batch, Example, Method, StepInfo
 from cotdistill.training.methods.registry import method_spec
 from cotdistill.training.optim import build_optimizer
-from cotdistill.training.rng import set_seed
+from cotdistill.training.rng import rng_state, set_rng_state, set_seed
 from cotdistill.training.student import Student
 from cotdistill.training.tb import event_sizes, restore_events
 
@@ -46,13 +46,14 @@ KILL_ENV = "COTDISTILL_TEST_SIGKILL_AT_STEP"  # tests only: SIGKILL this process
 
 
 def check_engine(distributed_type: Any) -> None:
-    """The engines the loop supports: one process, or DDP (CPU gloo / GPU NCCL); FSDP and DeepSpeed are refused in
-    one line (the loop sums gradients itself and does not shard models yet)."""
+    """The engines the loop supports: one process, DDP (CPU gloo / GPU NCCL) and FSDP2 (``training.sharding``);
+    DeepSpeed is refused in one line (its engine takes one model per Accelerator, QR-Distill trains several)."""
     engine = str(distributed_type).rsplit(".", 1)[-1]
-    if engine in ("FSDP", "DEEPSPEED"):
+    if engine == "DEEPSPEED":
         raise CotdistillError(
-            f"accelerate's {engine} engine: cotdistill's loop sums gradients across processes itself and does not "
-            "shard models yet; launch with a DDP config (configs/accelerate/cpu-ddp.yaml or gpu-ddp.yaml)"
+            "accelerate's DEEPSPEED engine: cotdistill does not run DeepSpeed (one model per Accelerator, while "
+            "methods train several students); launch with a DDP config (configs/accelerate/cpu-ddp.yaml, "
+            "gpu-ddp.yaml) or FSDP (configs/accelerate/fsdp.yaml, train.engine: fsdp)"
         )
 
 
@@ -85,6 +86,10 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
         self.bf16 = use_bf16(self.tc.bf16, self.device)
+        self.fsdp = sharding.wants_fsdp(self.tc.engine, self.acc.distributed_type, self.world)
+        if self.fsdp:
+            sharding.check_fsdp(self.method_cls, cfg)
+        self.twins: dict[str, Any] = {}  # FSDP: whole copies of the students, on the main process, for saving
         self.resume, self.warm_start = resume, warm_start
         self.start_note: dict[str, Any] = {}
         self.ckpts = CheckpointStore(run.checkpoints, self.acc, self.tc.keep_checkpoints)
@@ -96,6 +101,8 @@ class Trainer:
 
         presets = any(s.kind == "preset" for s in self.cfg.students)
         texts = list(tokenizer_texts(data, self.cfg.prompt)) if presets else None
+        self.texts = texts
+        mesh = sharding.device_mesh(self.device, self.world) if self.fsdp else None
         out = []
         for i, sc in enumerate(self.cfg.students):
             with self.acc.main_process_first():  # rank 0 trains/caches the tokenizer, the others read it
@@ -105,6 +112,8 @@ class Trainer:
                 b.model.to(device)
             if self.tc.gradient_checkpointing:
                 b.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            if mesh is not None:
+                sharding.shard_model(b.model, mesh)
             b.model.train()
             out.append(Student(sc.name, b.model, b.tokenizer, device, self.bf16, b.lora))
         return out
@@ -159,7 +168,10 @@ class Trainer:
             if not changes:
                 st = self.ckpts.resume(latest, state)
                 self._load_weights(state, modules=True)
-                self.opt.load_state_dict(state["optimizer"])
+                opt_state = state["optimizer"]
+                if self.fsdp:  # the checkpoint holds whole moments; this process keeps its shards
+                    opt_state = sharding.shard_optimizer_state(opt_state, self.params)
+                self.opt.load_state_dict(opt_state)
                 self.sched.load_state_dict(state["scheduler"])
                 self.method.load_state_dict(state["method"])
                 self.logs.restore(state["logs"])
@@ -205,14 +217,22 @@ class Trainer:
         if self.main:
             self.acc.print(f"note: warm start from {latest.name}'s weights; schedule, optimizer and logs start anew")
         st = LoopState()
-        self.ckpts.save(st, self._checkpoint_payload() if self.main else {})
+        self.ckpts.save(st, self._checkpoint_payload())
         return st
 
     def _checkpoint_payload(self) -> dict[str, Any]:
+        """What a checkpoint holds beyond the loop state, on the main process ({} elsewhere); under FSDP every
+        process gathers the sharded weights and moments with it."""
+        if not (self.main or self.fsdp):
+            return {}
+        models = {s.name: s.trainable_state() for s in self.students}
+        optimizer = sharding.full_optimizer_state(self.opt.state_dict()) if self.fsdp else self.opt.state_dict()
+        if not self.main:
+            return {}
         return {
-            "models": {s.name: s.trainable_state() for s in self.students},
+            "models": models,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "optimizer": optimizer, "scheduler": self.sched.state_dict(),
             "method": self.method.state_dict(), "logs": self.logs.counts(), "fingerprint": self.fingerprint,
             "tensorboard": event_sizes(self.acc, self.run.logs / "tb"),
         }  # fmt: skip
@@ -239,7 +259,9 @@ class Trainer:
             "dropped_overlong": self.dropped, "max_length": tc.max_length, "filter_ran": not data.fallback,
             "prompt": self.cfg.prompt, "answer_sentence_closed": sum(ex.closed for ex in self.examples),
             "train_questions": len(data.train_questions), "students": [s.name for s in self.students],
-            "total_steps": self.total_steps, "processes": self.world, "bf16": self.bf16, "resumed_from": resumed_from,
+            "total_steps": self.total_steps, "processes": self.world,
+            "engine": "fsdp" if self.fsdp else ("ddp" if self.world > 1 else "one process"), "bf16": self.bf16,
+            "resumed_from": resumed_from,
             "unknown_question_paths": data.unknown_question_paths, "duplicate_paths": data.duplicate_paths,
             **self.start_note,
         }  # fmt: skip
@@ -277,7 +299,10 @@ class Trainer:
         mine = shard(glob, self.groups, self.rank, self.world, self.mode)
         records: dict[str, list[dict[str, Any]]] = {}
         info = StepInfo(step=st.step, epoch=epoch, total_steps=self.total_steps)
-        if not mine:  # a method exchanging batch statistics (qr-distill) still joins their collectives
+        if not mine and self.fsdp:  # FSDP gathers each layer in every process: join the forwards at zero weight
+            computed = self.method.step(self._batch(glob[:1]), info)
+            self.acc.backward(computed.losses["total"] * 0.0)
+        elif not mine:  # a method exchanging batch statistics (qr-distill) still joins their collectives
             self.method.on_empty_shard(info)
         else:
             batch = self._batch(mine)
@@ -303,9 +328,9 @@ class Trainer:
 
     def _optimizer_step(self, st: LoopState, epoch: int) -> dict[str, float]:
         """Sum gradients over processes, clip, step, log the step's losses; returns them."""
-        sum_gradients(self.params, self.world)
+        sum_gradients([p for p in self.params if not sharding.is_sharded(p)], self.world)  # FSDP reduced the rest
         if self.tc.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.tc.max_grad_norm)
+            sharding.clip_grad_norm(self.params, self.tc.max_grad_norm)
         lrs = {g["name"]: g["lr"] for g in self.opt.param_groups}
         self.opt.step()
         self.sched.step()
@@ -334,7 +359,7 @@ class Trainer:
         if (self.tc.checkpoint_every and st.step % self.tc.checkpoint_every == 0) or end_of_epoch:
             if end_of_epoch:  # the checkpoint starts the next epoch
                 st.epoch, st.micro, st.batches = epoch + 1, 0, None
-            self.ckpts.save(st, self._checkpoint_payload() if self.main else {})
+            self.ckpts.save(st, self._checkpoint_payload())
             if end_of_epoch:
                 st.epoch, st.micro, st.batches = epoch, len(batches), batches
         kill_at = int(os.environ.get(KILL_ENV, "-1"))
@@ -364,26 +389,45 @@ class Trainer:
                 better = s.name not in st.best or value > st.best[s.name]
             if better:
                 st.best[s.name] = value
-                if self.main:
-                    self._save(s, self.run.students / s.name / "best")
+                self._save(s, self.run.students / s.name / "best")
             recs.append({"student": s.name, "metric": metric, "value": value, "best": better})
         return recs
 
     def _save(self, s: Student, out: Any) -> None:
+        """Save student ``s`` to ``out`` from the main process (called on every process: FSDP gathers it first)."""
         from cotdistill.students import save_student
 
+        model = self._whole(s) if self.fsdp else s.model
+        if not self.main:
+            return
         sc = next(c for c in self.cfg.students if c.name == s.name)
         merge = bool((sc.lora or {}).get("merge", True)) and sc.quantization is None  # 4-bit: save the adapter
-        save_student(s.model, s.tokenizer, out, merge=merge)
+        save_student(model, s.tokenizer, out, merge=merge)
+
+    def _whole(self, s: Student) -> Any:
+        """FSDP: an unsharded copy of ``s`` on the main process's CPU holding its current weights (None elsewhere);
+        built once from the student's config, then refreshed from the gathered weights."""
+        from cotdistill.students.build import initial_student
+
+        weights = sharding.full_model_state(s.model)  # every process takes part
+        if not self.main:
+            return None
+        if s.name not in self.twins:
+            i, sc = next((i, c) for i, c in enumerate(self.cfg.students) if c.name == s.name)
+            rng = rng_state()  # building reseeds; training's random streams go on as if it had not happened
+            self.twins[s.name] = initial_student(sc, i, self.cfg.seed, self.texts, self.run.tokenizers_cache).model
+            set_rng_state(rng)
+        twin = self.twins[s.name]
+        twin.load_state_dict(weights)
+        return twin
 
     def _write_records(self, records: dict[str, list[dict[str, Any]]], step: int, epoch: int) -> None:
         for name, recs in gather_records(records, self.world).items():
             self.logs.write(name, [{"schema_version": SCHEMA_VERSION, "step": step, "epoch": epoch, **r} for r in recs])
 
     def _finish(self, st: LoopState, elapsed: float, tokens: int) -> dict[str, Any]:
-        if self.main:
-            for s in self.students:
-                self._save(s, self.run.students / s.name)
+        for s in self.students:
+            self._save(s, self.run.students / s.name)
         self.summary.update(steps=st.step, tokens=tokens, seconds=elapsed,
                             tokens_per_s=tokens * self.world / max(elapsed, 1e-9), best=st.best)  # fmt: skip
         if self.main:

@@ -9,6 +9,7 @@ from torch import nn
 
 from cotdistill.students.encoding import StudentInputs
 from cotdistill.training.methods.base import StudentHandle, StudentOutput
+from cotdistill.training.sharding import full, like
 
 
 class Student(StudentHandle):
@@ -46,11 +47,12 @@ class Student(StudentHandle):
         return StudentOutput(loss=loss, logits=logits, token_loss=token_loss, hidden=pooled, states=last, cache=kv)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """The trainable parameters only (frozen base weights are rebuilt from their source on resume)."""
-        return {k: p.detach().cpu().clone() for k, p in self.model.named_parameters() if p.requires_grad}
+        """The trainable parameters only (frozen base weights are rebuilt from their source on resume), whole: under
+        FSDP a collective every process calls."""
+        return {k: full(p.detach()).cpu().clone() for k, p in self.model.named_parameters() if p.requires_grad}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for k, v in state.items():
-                params[k].copy_(v)
+                params[k].copy_(like(v, params[k]))

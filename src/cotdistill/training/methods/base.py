@@ -140,6 +140,7 @@ class Method(ABC):
     min_students: ClassVar[int] = 1
     max_students: ClassVar[int | None] = None
     has_answer_task: ClassVar[bool] = False  # its examples() already hold answer-only examples (step-by-step)
+    fsdp_ready: ClassVar[bool] = False  # forwards each student once per micro-batch, whatever the data (FSDP-safe)
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         from cotdistill.training.methods.registry import method_spec

@@ -16,6 +16,8 @@ from cotdistill.training.methods.base import Batch, Computed, Example, Method, S
 
 
 class _SFT(Method):
+    fsdp_ready = True
+
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
         losses: dict[str, torch.Tensor] = {}
         total = None
@@ -66,6 +68,7 @@ class StepByStep(Method):
 
     name = "step-by-step"
     has_answer_task = True  # its answer examples are built here, with options.answer_prefix
+    fsdp_ready = True
 
     def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
         rp, ap = self.opts.rationale_prefix, self.opts.answer_prefix

@@ -1,0 +1,149 @@
+"""FSDP2 for the loop (``train.engine: fsdp``): each student sharded across processes with torch's ``fully_shard``.
+
+Every decoder layer (the classes a model lists in ``_no_split_modules``) and the HF model holding them become
+FSDP units, so a process keeps 1/N of each student's weights, gradients and AdamW moments and gathers a layer's
+weights only for its forward and backward. Gradients are reduce-scattered as sums (divide factor 1), matching the
+loop's rule that each process scales its loss by its share of the global batch. What needs whole tensors (a
+checkpoint, the saved student) is gathered here; every function that gathers is a collective, called on every
+process in the same order.
+
+FSDP gathers a layer's weights when the layer runs, so every process must run the same forwards of every student
+in every micro-batch: only methods that forward each student once per micro-batch on whatever examples it holds
+(``Method.fsdp_ready``) train under it; the loop gives a process with an empty shard a zero-weight forward.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from cotdistill.errors import ConfigError
+
+ENGINES = ("auto", "ddp", "fsdp")
+
+
+def wants_fsdp(engine: str, distributed_type: Any, world: int) -> bool:
+    """Whether the loop shards students: ``train.engine: fsdp``, or ``auto`` under an Accelerate FSDP config; never
+    with one process (there is nothing to shard across)."""
+    accelerate_fsdp = str(distributed_type).rsplit(".", 1)[-1] == "FSDP"
+    return world > 1 and (engine == "fsdp" or (engine == "auto" and accelerate_fsdp))
+
+
+def check_fsdp(method: type, cfg: Any) -> None:
+    """Refuse, in one line, what FSDP cannot run: a method whose forwards depend on the data, answer examples (a
+    second, data-dependent forward), 4-bit students and students placed on their own devices."""
+    tc = cfg.train
+    if os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true"):
+        # transformers then loads real weights on rank 0 only (meta tensors elsewhere), for Accelerate's prepare to
+        # broadcast; cotdistill shards the students itself, so every process must load them
+        raise ConfigError("train.engine fsdp: set fsdp_cpu_ram_efficient_loading: false in the Accelerate config")
+    if not getattr(method, "fsdp_ready", False):
+        raise ConfigError(
+            f"train.engine fsdp: method '{tc.method}' runs data-dependent forwards of its students (processes would "
+            "gather different layers and deadlock); FSDP trains sft-single, sft-multi and step-by-step, use "
+            "train.engine: ddp for this method"
+        )
+    if tc.options.get("answer_examples"):
+        raise ConfigError("train.engine fsdp: options.answer_examples adds a data-dependent forward; use ddp")
+    for sc in cfg.students:
+        if sc.quantization is not None or sc.device:
+            what = "students[].quantization" if sc.quantization is not None else "students[].device"
+            raise ConfigError(f"train.engine fsdp: student '{sc.name}' sets {what}, which FSDP does not shard; use ddp")
+
+
+def _units(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The HF model inside ``model`` (a peft wrapper's base model) and its decoder layers."""
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(hf, "_no_split_modules", None) or [])
+    layers = [m for m in hf.modules() if type(m).__name__ in names]
+    return hf, layers
+
+
+def shard_model(model: nn.Module, mesh: Any) -> None:
+    """Shard ``model`` in place: its decoder layers, then the HF model (embeddings, final norm, head).
+
+    The root unit is the HF model rather than a peft wrapper so that ``generate`` (which calls the HF model, not
+    the wrapper) still gathers the root's weights."""
+    from torch.distributed.fsdp import fully_shard
+
+    hf, layers = _units(model)
+    for layer in layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(hf, mesh=mesh)
+    for m in [*layers, hf]:
+        m.set_gradient_divide_factor(1.0)  # gradients summed over processes, as the loop's loss shares expect
+        m.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
+
+
+def device_mesh(device: torch.device, world: int) -> Any:
+    """The one-dimensional mesh of all processes on ``device``'s type (gloo on CPU, NCCL on CUDA)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(device.type, (world,))
+
+
+def is_sharded(t: Any) -> bool:
+    """Whether ``t`` is a DTensor (a sharded parameter, gradient or optimizer moment)."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor behind ``t`` (gathered from every process when sharded; a collective)."""
+    return t.full_tensor() if is_sharded(t) else t
+
+
+def like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``value`` (a whole tensor) laid out as ``param``: this process's shard when ``param`` is sharded."""
+    if not is_sharded(param):
+        return value
+    from torch.distributed.tensor import distribute_tensor
+
+    # every process holds the same whole value, so each takes its own shard without communicating
+    value = value.to(param.device, param.dtype)
+    return distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)
+
+
+def full_optimizer_state(sd: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state dict with every sharded moment gathered whole (a collective), for a checkpoint."""
+    state = {i: {k: full(v).cpu() if is_sharded(v) else v for k, v in s.items()} for i, s in sd["state"].items()}
+    return {**sd, "state": state}
+
+
+def shard_optimizer_state(sd: dict[str, Any], params: list[nn.Parameter]) -> dict[str, Any]:
+    """A checkpoint's whole-tensor optimizer state laid out as ``params`` (the optimizer's, in group order)."""
+    state = {}
+    for i, s in sd["state"].items():
+        p = params[int(i)]
+        state[i] = {k: like(v, p) if torch.is_tensor(v) and v.shape == p.shape else v for k, v in s.items()}
+    return {**sd, "state": state}
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight of ``model`` whole, on the CPU of the main process (empty elsewhere; a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` over parameters some of which are sharded (the students) and some not (a method's
+    modules): one global norm over both, every gradient scaled by the same factor."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sharded = [g for g in grads if is_sharded(g)]
+    plain = [g for g in grads if not is_sharded(g)]
+    if not sharded:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    norms = [full(torch.nn.utils.get_total_norm(sharded)).float()]
+    if plain:
+        norms.append(torch.nn.utils.get_total_norm(plain).float().to(norms[0].device))
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    coef = min(1.0, max_norm / (float(total) + 1e-6))
+    if coef < 1.0:
+        for g in grads:
+            g.mul_(coef)
+    return total

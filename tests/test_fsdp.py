@@ -1,0 +1,120 @@
+"""FSDP2 (``train.engine: fsdp``): 2 gloo processes with sharded students take the steps 1 process takes, save the
+same students, resume exactly after a kill, and refuse in one line what they cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, run_cli
+from cotdistill.config import load_config
+from cotdistill.errors import ConfigError
+from cotdistill.training.methods.registry import method_spec
+from cotdistill.training.sharding import check_fsdp, wants_fsdp
+from trainutil import TINY, write_add_run, write_config
+
+LLAMA_LORA = {"name": "l", "kind": "preset", "preset": "tiny-llama", "lr": 3e-3,
+              "size": {"vocab": 300, "d_model": 32, "n_head": 2, "n_layer": 2},
+              "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}}  # fmt: skip
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+          str(REPO / "configs" / "accelerate" / "cpu-ddp.yaml"), "-m", "cotdistill.cli", "train"]  # fmt: skip
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(x)["losses"]["total"] for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
+
+
+def _two(run: Path, cfg: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [*LAUNCH, str(run), "-c", str(cfg)]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**ENV, **(env or {})})
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+@pytest.mark.parametrize("method", ["sft-multi", pytest.param("step-by-step", marks=pytest.mark.slow)])
+def test_fsdp_two_processes_match_one_process(tmp_path, method):
+    """Two students (a full tiny-gpt2, a LoRA tiny-llama with two sharded layers), uneven and empty shards (33
+    examples in micro-batches of 8: the last holds 1, so one process joins it at zero weight), greedy dev
+    accuracy on the sharded students, the saved best/ and final students gathered whole; sft-multi with gradient
+    checkpointing (recomputation gathers each layer again in backward)."""
+    students = [TINY, LLAMA_LORA] if method == "sft-multi" else [LLAMA_LORA]
+    n_train = 33 if method == "sft-multi" else 16  # step-by-step: two examples per path
+    cfg = write_config(tmp_path / "c.yaml", students, epochs=2, batch_size=8, method=method, engine="fsdp",
+                       dev_metric="accuracy", dev_max_new_tokens=4,
+                       gradient_checkpointing=method == "sft-multi")  # fmt: skip
+    one = write_add_run(tmp_path / "one", n_train=n_train, n_dev=3, paths_per_q=1)
+    two = write_add_run(tmp_path / "two", n_train=n_train, n_dev=3, paths_per_q=1)
+    r = run_cli("train", str(one), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    r = _two(two, cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((two / "logs" / "train_summary.json").read_text())
+    assert (summary["processes"], summary["engine"]) == (2, "fsdp")
+    la, lb = _losses(one), _losses(two)
+    assert len(la) == len(lb) >= 4 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
+    for s in students:
+        assert _same_weights(one / "students" / s["name"], two / "students" / s["name"])
+    dev_a = (one / "logs" / "dev.jsonl").read_text().splitlines()
+    dev_b = (two / "logs" / "dev.jsonl").read_text().splitlines()
+    assert [json.loads(x)["value"] for x in dev_a] == [json.loads(x)["value"] for x in dev_b]
+
+
+@pytest.mark.slow
+def test_fsdp_resumes_after_a_kill_exactly(tmp_path):
+    """SIGKILL both processes after step 3 (5 steps an epoch, a checkpoint every 2): the rerun resumes from step
+    2's sharded weights and moments, gathered whole into the checkpoint, and ends where an uninterrupted run ends."""
+    cfg = write_config(tmp_path / "c.yaml", [LLAMA_LORA], epochs=2, batch_size=8, engine="fsdp", checkpoint_every=2)
+    whole = write_add_run(tmp_path / "whole", n_train=40, n_dev=3, paths_per_q=1)
+    cut = write_add_run(tmp_path / "cut", n_train=40, n_dev=3, paths_per_q=1)
+    assert _two(whole, cfg).returncode == 0
+    assert _two(cut, cfg, {"COTDISTILL_TEST_SIGKILL_AT_STEP": "3"}).returncode != 0
+    r = _two(cut, cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((cut / "logs" / "train_summary.json").read_text())["resumed_from"] == "step-00000002"
+    assert all(abs(x - y) < 1e-6 for x, y in zip(_losses(whole), _losses(cut), strict=True))
+    assert _same_weights(whole / "students" / "l", cut / "students" / "l")
+
+
+def test_fsdp_refuses_what_it_cannot_shard_in_one_line(tmp_path):
+    for method in ("qr-distill", "compact"):
+        cfg = load_config(write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method=method))
+        with pytest.raises(ConfigError, match=rf"method '{method}' runs data-dependent forwards.*engine: ddp"):
+            check_fsdp(method_spec(method).load(), cfg)
+    answers = load_config(write_config(tmp_path / "c.yaml", [TINY], options={"answer_examples": True}))
+    with pytest.raises(ConfigError, match="options.answer_examples"):
+        check_fsdp(method_spec("sft-multi").load(), answers)
+    placed = load_config(write_config(tmp_path / "c.yaml", [{**TINY, "device": "cpu"}]))
+    with pytest.raises(ConfigError, match=r"student 's' sets students\[\]\.device"):
+        check_fsdp(method_spec("sft-multi").load(), placed)
+    check_fsdp(method_spec("step-by-step").load(), load_config(write_config(tmp_path / "c.yaml", [TINY])))
+
+
+def test_fsdp_is_chosen_by_the_setting_or_an_accelerate_fsdp_config():
+    from accelerate.utils import DistributedType
+
+    assert wants_fsdp("fsdp", DistributedType.MULTI_CPU, 2)
+    assert wants_fsdp("auto", DistributedType.FSDP, 2)
+    assert not wants_fsdp("auto", DistributedType.MULTI_CPU, 2)
+    assert not wants_fsdp("ddp", DistributedType.FSDP, 2)
+    assert not wants_fsdp("fsdp", DistributedType.NO, 1)  # one process: nothing to shard across
+
+
+def test_a_qr_distill_run_under_fsdp_exits_2_with_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method="qr-distill", engine="fsdp")
+    run = write_add_run(tmp_path / "run", n_train=8, n_dev=0, paths_per_q=2)
+    r = _two(run, cfg)
+    assert r.returncode != 0 and re.search(r"exitcode\s*:\s*2 ", r.stderr)  # each process exits 2; the launcher 1
+    assert "train.engine fsdp: method 'qr-distill' runs data-dependent forwards" in r.stderr
+    assert not (run / "logs" / "train_metrics.jsonl").exists()
