@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def resolve_run(
     from :mod:`cotdistill.stages.preflight`, default those of the command ``lock`` names), and once the lock is
     held: a command that fails validation leaves the run directory, its ``config.yaml`` included, as it was.
     With ``lock`` (the command's name), the run directory's lock is taken before anything is written
-    (see lock.py): a second process on the same run refuses instead of interleaving writes.
+    (see lock.py): a second process on the same run refuses instead of interleaving writes. Under ``torchrun`` /
+    ``accelerate launch`` only rank 0 saves the config (the ranks are one command; two writers would race).
     ``flags`` maps a dotted key to the CLI option that produced its override (errors name the option).
     """
     from cotdistill.stages.preflight import FOR_COMMAND, preflight
@@ -40,6 +42,7 @@ def resolve_run(
         from cotdistill.lock import acquire_run_lock
 
         acquire_run_lock(run.root, lock)
-    if config is None or Path(config).resolve() != run.config.resolve() or overrides:
+    writer = os.environ.get("RANK", "0") in ("", "0")  # under torchrun / accelerate launch: rank 0 saves it
+    if writer and (config is None or Path(config).resolve() != run.config.resolve() or overrides):
         atomic_write_text(run.config, dump_config(cfg))
     return run, cfg

@@ -89,6 +89,8 @@ class Trainer:
         self.fsdp = sharding.wants_fsdp(self.tc.engine, self.acc.distributed_type, self.world)
         if self.fsdp:
             sharding.check_fsdp(self.method_cls, cfg)
+        elif self.tc.engine == "fsdp" and self.world == 1:
+            self.acc.print("note: train.engine fsdp with one process: nothing to shard across, the students stay whole")
         self.twins: dict[str, Any] = {}  # FSDP: whole copies of the students, on the main process, for saving
         self.resume, self.warm_start = resume, warm_start
         self.start_note: dict[str, Any] = {}
@@ -223,12 +225,14 @@ class Trainer:
     def _checkpoint_payload(self) -> dict[str, Any]:
         """What a checkpoint holds beyond the loop state, on the main process ({} elsewhere); under FSDP every
         process gathers the sharded weights and moments with it."""
-        if not (self.main or self.fsdp):
+        if not self.main:
+            if self.fsdp:  # join the gathers, keep nothing
+                for s in self.students:
+                    s.trainable_state(keep=False)
+                sharding.full_optimizer_state(self.opt.state_dict(), keep=False)
             return {}
         models = {s.name: s.trainable_state() for s in self.students}
         optimizer = sharding.full_optimizer_state(self.opt.state_dict()) if self.fsdp else self.opt.state_dict()
-        if not self.main:
-            return {}
         return {
             "models": models,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},

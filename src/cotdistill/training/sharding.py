@@ -108,9 +108,15 @@ def like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)
 
 
-def full_optimizer_state(sd: dict[str, Any]) -> dict[str, Any]:
-    """An optimizer state dict with every sharded moment gathered whole (a collective), for a checkpoint."""
-    state = {i: {k: full(v).cpu() if is_sharded(v) else v for k, v in s.items()} for i, s in sd["state"].items()}
+def full_optimizer_state(sd: dict[str, Any], keep: bool = True) -> dict[str, Any]:
+    """An optimizer state dict with every sharded moment gathered whole (a collective), for a checkpoint;
+    ``keep=False`` (the processes that do not write it) takes part in the gathers one tensor at a time and keeps
+    nothing, so only the writing process ever holds the whole state."""
+    state: dict[Any, dict[str, Any]] = {}
+    for i, s in sd["state"].items():
+        whole = {k: full(v).cpu() if is_sharded(v) else v for k, v in s.items()}
+        if keep:
+            state[i] = whole
     return {**sd, "state": state}
 
 

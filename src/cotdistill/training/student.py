@@ -46,10 +46,16 @@ class Student(StudentHandle):
         kv = out.past_key_values if cache else None
         return StudentOutput(loss=loss, logits=logits, token_loss=token_loss, hidden=pooled, states=last, cache=kv)
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
+    def trainable_state(self, keep: bool = True) -> dict[str, torch.Tensor]:
         """The trainable parameters only (frozen base weights are rebuilt from their source on resume), whole: under
-        FSDP a collective every process calls."""
-        return {k: full(p.detach()).cpu().clone() for k, p in self.model.named_parameters() if p.requires_grad}
+        FSDP a collective every process calls (``keep=False``: take part in the gathers, keep nothing)."""
+        out = {}
+        for k, p in self.model.named_parameters():
+            if p.requires_grad:
+                whole = full(p.detach())
+                if keep:
+                    out[k] = whole.cpu().clone()
+        return out
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         params = dict(self.model.named_parameters())
