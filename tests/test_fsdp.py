@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from conftest import REPO, run_cli
 from cotdistill.config import load_config
 from cotdistill.errors import ConfigError
+from cotdistill.training.engines import wants_fsdp
 from cotdistill.training.methods.registry import method_spec
-from cotdistill.training.sharding import check_fsdp, wants_fsdp
+from cotdistill.training.sharding import check_fsdp
 from trainutil import TINY, write_add_run, write_config
 
 LLAMA_LORA = {"name": "l", "kind": "preset", "preset": "tiny-llama", "lr": 3e-3,

@@ -103,7 +103,7 @@ def test_deepspeed_is_refused_in_one_line_and_fsdp_is_run():
     from accelerate.utils import DistributedType
 
     from cotdistill.errors import CotdistillError
-    from cotdistill.training.loop import check_engine
+    from cotdistill.training.engines import check_engine
 
     for ok in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU, DistributedType.FSDP):
         check_engine(ok)

@@ -261,21 +261,14 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _method_options(self) -> TrainConfig:
         """``options`` must fit the method's options model: a typo names the key and the method's valid keys."""
+        from cotdistill.config_io import options_error
         from cotdistill.training.methods import method_spec
 
         model = method_spec(self.method).options
         try:
             model.model_validate(self.options)
         except ValidationError as e:
-            parts = []
-            for err in e.errors():
-                key = ".".join(str(x) for x in err.get("loc", ())) or "(options)"
-                if err.get("type") == "extra_forbidden":
-                    valid = ", ".join(model.model_fields) or "none"
-                    parts.append(f"options.{key}: unknown option for method '{self.method}' (valid: {valid})")
-                else:
-                    parts.append(f"options.{key}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
-            raise ValueError("; ".join(parts)) from None
+            raise ValueError(options_error(e, self.method, list(model.model_fields))) from None
         return self
 
 

@@ -100,3 +100,16 @@ def read_config_file(p: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{p}: config must be a mapping, got {type(loaded).__name__}")
     return loaded
+
+
+def options_error(e: ValidationError, method: str, valid: list[str]) -> str:
+    """A method's ``train.options`` that its options model rejected, in one line: a typo names the key and the
+    method's valid keys."""
+    parts = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err.get("loc", ())) or "(options)"
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"options.{key}: unknown option for method '{method}' (valid: {', '.join(valid) or 'none'})")
+        else:
+            parts.append(f"options.{key}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+    return "; ".join(parts)

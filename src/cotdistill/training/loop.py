@@ -29,7 +29,7 @@ from cotdistill.io import atomic_write_text
 from cotdistill.progress import stage_progress
 from cotdistill.rundir import RunDir
 from cotdistill.students.encoding import Encoded, collate, pad_id
-from cotdistill.training import devcheck, sharding
+from cotdistill.training import devcheck, engines, sharding
 from cotdistill.training.checkpoint import CheckpointStore, LoopState, fingerprint_changes, train_fingerprint
 from cotdistill.training.data import TrainData, encode_examples, load_train_data, make_batches, shard, tokenizer_texts
 from cotdistill.training.distributed import gather_records, reduce_logged, sum_gradients
@@ -37,24 +37,13 @@ from cotdistill.training.logs import Logs
 from cotdistill.training.methods.base import Batch, Example, Method, StepInfo
 from cotdistill.training.methods.registry import method_spec
 from cotdistill.training.optim import build_optimizer
-from cotdistill.training.rng import rng_state, set_rng_state, set_seed
+from cotdistill.training.rng import set_seed
+from cotdistill.training.saving import StudentSaver
 from cotdistill.training.student import Student
 from cotdistill.training.tb import event_sizes, restore_events
 
 SCHEMA_VERSION = 1
 KILL_ENV = "COTDISTILL_TEST_SIGKILL_AT_STEP"  # tests only: SIGKILL this process after that optimizer step
-
-
-def check_engine(distributed_type: Any) -> None:
-    """The engines the loop supports: one process, DDP (CPU gloo / GPU NCCL) and FSDP2 (``training.sharding``);
-    DeepSpeed is refused in one line (its engine takes one model per Accelerator, QR-Distill trains several)."""
-    engine = str(distributed_type).rsplit(".", 1)[-1]
-    if engine == "DEEPSPEED":
-        raise CotdistillError(
-            "accelerate's DEEPSPEED engine: cotdistill does not run DeepSpeed (one model per Accelerator, while "
-            "methods train several students); launch with a DDP config (configs/accelerate/cpu-ddp.yaml, "
-            "gpu-ddp.yaml) or FSDP (configs/accelerate/fsdp.yaml, train.engine: fsdp)"
-        )
 
 
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
@@ -81,17 +70,11 @@ class Trainer:
         trackers = list(self.tc.trackers)
         # cpu=True on a machine without CUDA: Accelerate then sets up gloo under torchrun / accelerate launch
         self.acc = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers or None, project_dir=str(run.logs))
-        check_engine(self.acc.distributed_type)
         self.device = self.acc.device
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.main = self.acc.is_main_process
         self.bf16 = use_bf16(self.tc.bf16, self.device)
-        self.fsdp = sharding.wants_fsdp(self.tc.engine, self.acc.distributed_type, self.world)
-        if self.fsdp:
-            sharding.check_fsdp(self.method_cls, cfg)
-        elif self.tc.engine == "fsdp" and self.world == 1:
-            self.acc.print("note: train.engine fsdp with one process: nothing to shard across, the students stay whole")
-        self.twins: dict[str, Any] = {}  # FSDP: whole copies of the students, on the main process, for saving
+        self.fsdp = engines.choose(self.acc, self.method_cls, cfg)
         self.resume, self.warm_start = resume, warm_start
         self.start_note: dict[str, Any] = {}
         self.ckpts = CheckpointStore(run.checkpoints, self.acc, self.tc.keep_checkpoints)
@@ -103,7 +86,7 @@ class Trainer:
 
         presets = any(s.kind == "preset" for s in self.cfg.students)
         texts = list(tokenizer_texts(data, self.cfg.prompt)) if presets else None
-        self.texts = texts
+        self.saver = StudentSaver(self.cfg, self.main, self.fsdp, texts, self.run.tokenizers_cache)
         mesh = sharding.device_mesh(self.device, self.world) if self.fsdp else None
         out = []
         for i, sc in enumerate(self.cfg.students):
@@ -393,37 +376,9 @@ class Trainer:
                 better = s.name not in st.best or value > st.best[s.name]
             if better:
                 st.best[s.name] = value
-                self._save(s, self.run.students / s.name / "best")
+                self.saver.save(s, self.run.students / s.name / "best")
             recs.append({"student": s.name, "metric": metric, "value": value, "best": better})
         return recs
-
-    def _save(self, s: Student, out: Any) -> None:
-        """Save student ``s`` to ``out`` from the main process (called on every process: FSDP gathers it first)."""
-        from cotdistill.students import save_student
-
-        model = self._whole(s) if self.fsdp else s.model
-        if not self.main:
-            return
-        sc = next(c for c in self.cfg.students if c.name == s.name)
-        merge = bool((sc.lora or {}).get("merge", True)) and sc.quantization is None  # 4-bit: save the adapter
-        save_student(model, s.tokenizer, out, merge=merge)
-
-    def _whole(self, s: Student) -> Any:
-        """FSDP: an unsharded copy of ``s`` on the main process's CPU holding its current weights (None elsewhere);
-        built once from the student's config, then refreshed from the gathered weights."""
-        from cotdistill.students.build import initial_student
-
-        weights = sharding.full_model_state(s.model)  # every process takes part
-        if not self.main:
-            return None
-        if s.name not in self.twins:
-            i, sc = next((i, c) for i, c in enumerate(self.cfg.students) if c.name == s.name)
-            rng = rng_state()  # building reseeds; training's random streams go on as if it had not happened
-            self.twins[s.name] = initial_student(sc, i, self.cfg.seed, self.texts, self.run.tokenizers_cache).model
-            set_rng_state(rng)
-        twin = self.twins[s.name]
-        twin.load_state_dict(weights)
-        return twin
 
     def _write_records(self, records: dict[str, list[dict[str, Any]]], step: int, epoch: int) -> None:
         for name, recs in gather_records(records, self.world).items():
@@ -431,7 +386,7 @@ class Trainer:
 
     def _finish(self, st: LoopState, elapsed: float, tokens: int) -> dict[str, Any]:
         for s in self.students:
-            self._save(s, self.run.students / s.name)
+            self.saver.save(s, self.run.students / s.name)
         self.summary.update(steps=st.step, tokens=tokens, seconds=elapsed,
                             tokens_per_s=tokens * self.world / max(elapsed, 1e-9), best=st.best)  # fmt: skip
         if self.main:

@@ -22,15 +22,6 @@ from torch import nn
 
 from cotdistill.errors import ConfigError
 
-ENGINES = ("auto", "ddp", "fsdp")
-
-
-def wants_fsdp(engine: str, distributed_type: Any, world: int) -> bool:
-    """Whether the loop shards students: ``train.engine: fsdp``, or ``auto`` under an Accelerate FSDP config; never
-    with one process (there is nothing to shard across)."""
-    accelerate_fsdp = str(distributed_type).rsplit(".", 1)[-1] == "FSDP"
-    return world > 1 and (engine == "fsdp" or (engine == "auto" and accelerate_fsdp))
-
 
 def check_fsdp(method: type, cfg: Any) -> None:
     """Refuse, in one line, what FSDP cannot run: a method whose forwards depend on the data, answer examples (a
