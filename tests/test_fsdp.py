@@ -63,6 +63,7 @@ def test_fsdp_two_processes_match_one_process(tmp_path, method):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((two / "logs" / "train_summary.json").read_text())
     assert (summary["processes"], summary["engine"]) == (2, "fsdp")
+    assert f"with {method} on 2 processes (fsdp):" in r.stdout  # the console says how it trained
     la, lb = _losses(one), _losses(two)
     assert len(la) == len(lb) >= 4 and all(abs(x - y) < 1e-5 for x, y in zip(la, lb, strict=True))
     for s in students:

@@ -330,7 +330,7 @@ def train_cmd(
 ) -> None:
     """Train the configured students with a method; resumes from RUN/checkpoints when they match the run."""
     from cotdistill.stages.resolve import resolve_run
-    from cotdistill.stages.train import train
+    from cotdistill.stages.train import train, trained_line
 
     if fresh and warm_start:
         raise CotdistillError("--fresh and --warm-start exclude each other (fresh weights, or the checkpoint's)")
@@ -338,11 +338,7 @@ def train_cmd(
     rd, cfg = resolve_run(run, config, overrides, lock="train", flags={"train.method": "--method"})
     summary = train(rd, cfg, resume=not fresh, warm_start=warm_start)
     if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
-        out.print(
-            f"trained {', '.join(summary['students'])} with {summary['method']}: {summary['steps']} steps, "
-            f"{summary['examples']} examples ({summary['dropped_overlong']} over max_length dropped), "
-            f"{summary['tokens_per_s']:,.0f} tokens/s -> {rd.students}"
-        )
+        out.print(trained_line(summary, rd.students))
 
 
 @app.command("eval")
