@@ -120,3 +120,14 @@ def test_a_qr_distill_run_under_fsdp_exits_2_with_one_line(tmp_path):
     assert r.returncode != 0 and re.search(r"exitcode\s*:\s*2 ", r.stderr)  # each process exits 2; the launcher 1
     assert "train.engine fsdp: method 'qr-distill' runs data-dependent forwards" in r.stderr
     assert not (run / "logs" / "train_metrics.jsonl").exists()
+
+
+def test_fsdp_on_cpu_fixes_glibcs_mmap_threshold_unless_the_user_set_one(monkeypatch):
+    import platform
+
+    from cotdistill.training.sharding import return_freed_memory
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
+    assert return_freed_memory() is False  # the user's setting stands
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert return_freed_memory() is (platform.libc_ver()[0] == "glibc")
