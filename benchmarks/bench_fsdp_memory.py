@@ -128,8 +128,9 @@ def main() -> None:
         worker(Path(a.worker), Path(a.config))
         return
     precision = "fp32" if a.fp32 else "bf16 autocast"
+    threshold = a.mmap_threshold or "unset (FSDP processes fix it at 1 MiB themselves)"
     print(f"SmolLM2-135M-Instruct, 2 CPU processes (gloo), {a.steps} steps of {a.batch} examples, {precision}, "
-          f"MALLOC_MMAP_THRESHOLD_ {a.mmap_threshold or 'unset (FSDP processes fix it at 1 MiB themselves)'}")  # fmt: skip
+          f"MALLOC_MMAP_THRESHOLD_ {threshold}")  # fmt: skip
     print("peak resident MiB per process, rank 0 / rank 1: loading (to the end of set-up); the steps (to the first")
     print("checkpoint); steps + checkpoint + save (to exit)")
     print("| student | engine | load | steps | to exit | steps FSDP/DDP r0 / r1 | to exit | train s | loss diff |")
