@@ -329,6 +329,7 @@ def train_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Train the configured students with a method; resumes from RUN/checkpoints when they match the run."""
+    from cotdistill.lock import launched_rank_zero
     from cotdistill.stages.resolve import resolve_run
     from cotdistill.stages.train import train, trained_line
 
@@ -337,7 +338,7 @@ def train_cmd(
     overrides = list(set_ or []) + ([f"train.method={method}"] if method else [])
     rd, cfg = resolve_run(run, config, overrides, lock="train", flags={"train.method": "--method"})
     summary = train(rd, cfg, resume=not fresh, warm_start=warm_start)
-    if summary.get("processes", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
+    if launched_rank_zero():
         out.print(trained_line(summary, rd.students))
 
 

@@ -34,12 +34,18 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
+def launched_rank_zero() -> bool:
+    """Whether this process is rank 0 of a ``torchrun`` / ``accelerate launch`` run (read from ``RANK`` before any
+    process group exists); True for a process started on its own."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def acquire_run_lock(root: str | os.PathLike, command: str) -> Path | None:
     """Take ``root/.lock`` for this process (no-op when already held here or on a non-zero rank).
 
     Raises :class:`RunDirBusyError` when another process holds it. Returns the lock path, or None when skipped.
     """
-    if os.environ.get("RANK", "0") not in ("", "0"):
+    if not launched_rank_zero():
         return None
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

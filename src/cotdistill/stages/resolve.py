@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,7 +41,8 @@ def resolve_run(
         from cotdistill.lock import acquire_run_lock
 
         acquire_run_lock(run.root, lock)
-    writer = os.environ.get("RANK", "0") in ("", "0")  # under torchrun / accelerate launch: rank 0 saves it
-    if writer and (config is None or Path(config).resolve() != run.config.resolve() or overrides):
+    from cotdistill.lock import launched_rank_zero
+
+    if launched_rank_zero() and (config is None or Path(config).resolve() != run.config.resolve() or overrides):
         atomic_write_text(run.config, dump_config(cfg))
     return run, cfg

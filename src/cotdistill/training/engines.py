@@ -9,11 +9,15 @@ from cotdistill.errors import CotdistillError
 from cotdistill.training.sharding import check_fsdp
 
 
+def engine_name(distributed_type: Any) -> str:
+    """Accelerate's ``DistributedType`` as its bare name (``FSDP``, ``DEEPSPEED``, ``MULTI_GPU``, ...)."""
+    return str(distributed_type).rsplit(".", 1)[-1]
+
+
 def check_engine(distributed_type: Any) -> None:
     """The engines the loop supports: one process, DDP (CPU gloo / GPU NCCL) and FSDP2 (``training.sharding``);
     DeepSpeed is refused in one line (its engine takes one model per Accelerator, QR-Distill trains several)."""
-    engine = str(distributed_type).rsplit(".", 1)[-1]
-    if engine == "DEEPSPEED":
+    if engine_name(distributed_type) == "DEEPSPEED":
         raise CotdistillError(
             "accelerate's DEEPSPEED engine: cotdistill does not run DeepSpeed (one model per Accelerator, while "
             "methods train several students); launch with a DDP config (configs/accelerate/cpu-ddp.yaml, "
@@ -24,8 +28,7 @@ def check_engine(distributed_type: Any) -> None:
 def wants_fsdp(engine: str, distributed_type: Any, world: int) -> bool:
     """Whether the loop shards students: ``train.engine: fsdp``, or ``auto`` under an Accelerate FSDP config; never
     with one process (there is nothing to shard across)."""
-    accelerate_fsdp = str(distributed_type).rsplit(".", 1)[-1] == "FSDP"
-    return world > 1 and (engine == "fsdp" or (engine == "auto" and accelerate_fsdp))
+    return world > 1 and (engine == "fsdp" or (engine == "auto" and engine_name(distributed_type) == "FSDP"))
 
 
 def choose(acc: Any, method: type, cfg: Any) -> bool:

@@ -208,18 +208,16 @@ class Trainer:
     def _checkpoint_payload(self) -> dict[str, Any]:
         """What a checkpoint holds beyond the loop state, on the main process ({} elsewhere); under FSDP every
         process gathers the sharded weights and moments with it."""
-        if not self.main:
-            if self.fsdp:  # join the gathers, keep nothing
-                for s in self.students:
-                    s.trainable_state(keep=False)
-                sharding.full_optimizer_state(self.opt.state_dict(), keep=False)
+        if not (self.main or self.fsdp):
             return {}
-        models = {s.name: s.trainable_state() for s in self.students}
-        optimizer = sharding.full_optimizer_state(self.opt.state_dict()) if self.fsdp else self.opt.state_dict()
+        models = {s.name: s.trainable_state(keep=self.main) for s in self.students}  # FSDP: every process gathers
+        opt = sharding.full_optimizer_state(self.opt.state_dict(), self.main) if self.fsdp else self.opt.state_dict()
+        if not self.main:
+            return {}
         return {
             "models": models,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
-            "optimizer": optimizer, "scheduler": self.sched.state_dict(),
+            "optimizer": opt, "scheduler": self.sched.state_dict(),
             "method": self.method.state_dict(), "logs": self.logs.counts(), "fingerprint": self.fingerprint,
             "tensorboard": event_sizes(self.acc, self.run.logs / "tb"),
         }  # fmt: skip
