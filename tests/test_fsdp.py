@@ -73,6 +73,45 @@ def test_fsdp_two_processes_match_one_process(tmp_path, method):
     assert [json.loads(x)["value"] for x in dev_a] == [json.loads(x)["value"] for x in dev_b]
 
 
+@pytest.mark.parametrize("peer_mode", ["hidden", pytest.param("logits", marks=pytest.mark.slow)])
+def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode):
+    """QR-Distill with sharded students: every process forwards every path of its shard whatever the gates, so the
+    processes gather the same layers; the router, the peer maps and the competence regressors stay whole. 22 paths
+    in micro-batches of 7: the last holds one, so one process joins it at zero weight with nothing added to the
+    step's statistics. Losses, routing decisions and saved students equal one process's (which forwards only the
+    paths each student took). hidden: a full tiny-gpt2 and a LoRA tiny-llama with two sharded layers, the shared
+    peer map calibrated by no-grad forwards before training; logits: two tiny-gpt2 (one tokenizer), token KL, with
+    gradient checkpointing."""
+    students = [TINY, LLAMA_LORA] if peer_mode == "hidden" else [TINY, {**TINY, "name": "l"}]
+    cfg = write_config(tmp_path / "c.yaml", students, epochs=2, batch_size=7, method="qr-distill", engine="fsdp",
+                       options={"peer_mode": peer_mode}, gradient_checkpointing=peer_mode == "logits")  # fmt: skip
+    one = write_add_run(tmp_path / "one", n_train=11, n_dev=0, paths_per_q=2)
+    two = write_add_run(tmp_path / "two", n_train=11, n_dev=0, paths_per_q=2)
+    r = run_cli("train", str(one), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    r = _two(two, cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((two / "logs" / "train_summary.json").read_text())["engine"] == "fsdp"
+    ma, mb = _metrics(one), _metrics(two)
+    assert len(ma) == len(mb) == 8
+    for a, b in zip(ma, mb, strict=True):
+        assert set(a["losses"]) == set(b["losses"]) >= {"total", "entropy", "mutual", "competence"}
+        for k, v in a["losses"].items():
+            assert abs(v - b["losses"][k]) < 1e-5, (a["step"], k, v, b["losses"][k])
+    assert _routes(one) == _routes(two)
+    for name in ("s", "l"):
+        assert _same_weights(one / "students" / name, two / "students" / name)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
+
+
+def _routes(run: Path) -> list[tuple]:
+    recs = [json.loads(x) for x in (run / "logs" / "routing.jsonl").read_text().splitlines()]
+    return sorted((r["step"], r["path_id"], r["student"], r["gate"]) for r in recs)
+
+
 @pytest.mark.slow
 def test_fsdp_resumes_after_a_kill_exactly(tmp_path):
     """SIGKILL both processes after step 3 (5 steps an epoch, a checkpoint every 2): the rerun resumes from step
@@ -90,10 +129,15 @@ def test_fsdp_resumes_after_a_kill_exactly(tmp_path):
 
 
 def test_fsdp_refuses_what_it_cannot_shard_in_one_line(tmp_path):
-    for method in ("qr-distill", "compact"):
-        cfg = load_config(write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method=method))
-        with pytest.raises(ConfigError, match=rf"method '{method}' runs data-dependent forwards.*engine: ddp"):
-            check_fsdp(method_spec(method).load(), cfg)
+    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method="compact"))
+    with pytest.raises(ConfigError, match=r"method 'compact' runs data-dependent forwards.*engine: ddp"):
+        check_fsdp(method_spec("compact").load(), cfg)
+    two = [TINY, {**TINY, "name": "t"}]
+    cached = load_config(write_config(tmp_path / "c.yaml", two, method="qr-distill", options={"closed_loss": "cached"}))
+    with pytest.raises(ConfigError, match=r"method 'qr-distill': closed_loss 'cached' skips forwards per process"):
+        check_fsdp(method_spec("qr-distill").load(), cached)
+    plain = load_config(write_config(tmp_path / "c.yaml", two, method="qr-distill"))
+    check_fsdp(method_spec("qr-distill").load(), plain)
     answers = load_config(write_config(tmp_path / "c.yaml", [TINY], options={"answer_examples": True}))
     with pytest.raises(ConfigError, match="options.answer_examples"):
         check_fsdp(method_spec("sft-multi").load(), answers)
@@ -113,12 +157,12 @@ def test_fsdp_is_chosen_by_the_setting_or_an_accelerate_fsdp_config():
     assert not wants_fsdp("fsdp", DistributedType.NO, 1)  # one process: nothing to shard across
 
 
-def test_a_qr_distill_run_under_fsdp_exits_2_with_one_line(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method="qr-distill", engine="fsdp")
+def test_a_compact_run_under_fsdp_exits_2_with_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", [TINY], method="compact", engine="fsdp")
     run = write_add_run(tmp_path / "run", n_train=8, n_dev=0, paths_per_q=2)
     r = _two(run, cfg)
     assert r.returncode != 0 and re.search(r"exitcode\s*:\s*2 ", r.stderr)  # each process exits 2; the launcher 1
-    assert "train.engine fsdp: method 'qr-distill' runs data-dependent forwards" in r.stderr
+    assert "train.engine fsdp: method 'compact' runs data-dependent forwards" in r.stderr
     assert not (run / "logs" / "train_metrics.jsonl").exists()
 
 

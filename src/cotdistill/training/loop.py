@@ -113,10 +113,12 @@ class Trainer:
         self.students = self._build_students(data)
         set_seed(self.cfg.seed)
         self.method: Method = self.method_cls(self.cfg, self.students, self.run)
+        self.method.sharded = self.fsdp
         self.modules = self.method.modules()
         for m in self.modules.values():
             m.to(self.device)
         examples = self.method.training_examples(data.train_questions, list(data.train_paths))
+        sharding.reshard(self.students)  # FSDP: a method's no-grad forwards (QR-Distill's calibration) gather
         self.examples, self.enc, self.dropped = encode_examples(examples, self.students, tc.max_length)
         if not self.examples:
             raise CotdistillError(
@@ -285,7 +287,7 @@ class Trainer:
         records: dict[str, list[dict[str, Any]]] = {}
         info = StepInfo(step=st.step, epoch=epoch, total_steps=self.total_steps)
         if not mine and self.fsdp:  # FSDP gathers each layer in every process: join the forwards at zero weight
-            computed = self.method.step(self._batch(glob[:1]), info)
+            computed = self.method.step(self._batch(glob[:1], weightless=True), info)
             self.acc.backward(computed.losses["total"] * 0.0)
         elif not mine:  # a method exchanging batch statistics (qr-distill) still joins their collectives
             self.method.on_empty_shard(info)
@@ -303,16 +305,18 @@ class Trainer:
             st.tokens += sum(int(b.attention_mask.sum()) for b in batch.inputs.values())
         self._write_records(records, st.step, epoch)
 
-    def _batch(self, idx: list[int]) -> Batch:
+    def _batch(self, idx: list[int], weightless: bool = False) -> Batch:
         examples: list[Example] = [self.examples[i] for i in idx]
         inputs = {}
         for s in self.students:
             items: list[Encoded] = [self.enc[s.name][i] for i in idx]
             inputs[s.name] = collate(items, pad_id(s.tokenizer))
-        return Batch(examples=examples, inputs=inputs)
+        return Batch(examples=examples, inputs=inputs, weightless=weightless)
 
     def _optimizer_step(self, st: LoopState, epoch: int) -> dict[str, float]:
         """Sum gradients over processes, clip, step, log the step's losses; returns them."""
+        for i in self.method.idle_students():
+            self.students[i].model.zero_grad(set_to_none=True)
         sum_gradients([p for p in self.params if not sharding.is_sharded(p)], self.world)  # FSDP reduced the rest
         if self.tc.max_grad_norm > 0:
             sharding.clip_grad_norm(self.params, self.tc.max_grad_norm)
@@ -376,6 +380,7 @@ class Trainer:
                 st.best[s.name] = value
                 self.saver.save(s, self.run.students / s.name / "best")
             recs.append({"student": s.name, "metric": metric, "value": value, "best": better})
+        sharding.reshard(self.students)  # FSDP: free what the dev forwards (no backward) left gathered
         return recs
 
     def _write_records(self, records: dict[str, list[dict[str, Any]]], step: int, epoch: int) -> None:

@@ -9,12 +9,14 @@ process in the same order.
 
 FSDP gathers a layer's weights when the layer runs, so every process must run the same forwards of every student
 in every micro-batch: only methods that forward each student once per micro-batch on whatever examples it holds
-(``Method.fsdp_ready``) train under it; the loop gives a process with an empty shard a zero-weight forward.
+(``Method.fsdp_ready``; QR-Distill does so when ``Method.sharded`` is set) train under it; the loop gives a process
+with an empty shard a zero-weight forward (``Batch.weightless``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -34,9 +36,12 @@ def check_fsdp(method: type, cfg: Any) -> None:
     if not getattr(method, "fsdp_ready", False):
         raise ConfigError(
             f"train.engine fsdp: method '{tc.method}' runs data-dependent forwards of its students (processes would "
-            "gather different layers and deadlock); FSDP trains sft-single, sft-multi and step-by-step, use "
-            "train.engine: ddp for this method"
+            "gather different layers and deadlock); FSDP trains sft-single, sft-multi, step-by-step and qr-distill, "
+            "use train.engine: ddp for this method"
         )
+    why = method.fsdp_refusal(dict(tc.options))
+    if why:
+        raise ConfigError(f"train.engine fsdp: method '{tc.method}': {why}")
     if tc.options.get("answer_examples"):
         raise ConfigError("train.engine fsdp: options.answer_examples adds a data-dependent forward; use ddp")
     for sc in cfg.students:
@@ -60,6 +65,9 @@ def shard_model(model: nn.Module, mesh: Any) -> None:
     the wrapper) still gathers the root's weights."""
     from torch.distributed.fsdp import fully_shard
 
+    # FSDP warns of every output that is a view (GPT-2's hidden states are): an in-place op on one would skip a
+    # gather in backward; nothing here modifies a model's outputs in place
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(.*\) returned a view tensor")
     hf, layers = _units(model)
     for layer in layers:
         fully_shard(layer, mesh=mesh)
@@ -67,6 +75,18 @@ def shard_model(model: nn.Module, mesh: Any) -> None:
     for m in [*layers, hf]:
         m.set_gradient_divide_factor(1.0)  # gradients summed over processes, as the loop's loss shares expect
         m.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
+
+
+def reshard(students: list[Any]) -> None:
+    """Free the gathered weights a no-grad forward left behind: FSDP keeps a root unit gathered after its forward
+    until the backward, which a no-grad forward never runs, so until then the module holds the whole weights in
+    place of its shards (an optimizer built then would step tensors FSDP then drops). A no-op unsharded."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for st in students:
+        for m in st.model.modules():
+            if isinstance(m, FSDPModule):
+                m.reshard()
 
 
 def device_mesh(device: torch.device, world: int) -> Any:

@@ -77,6 +77,9 @@ class Batch:
     # batch); the loop scales a shard's loss by its share of examples, so a method whose loss is a mean over a
     # subset of the batch (step-by-step's per-kind means) reads its normalisers from here
     global_examples: list[Example] | None = None
+    # FSDP, a process whose shard is empty: the loop hands it the micro-batch's first example to forward at zero
+    # weight (every process must gather the same layers); a method with batch statistics leaves it out of them
+    weightless: bool = False
 
     def global_share(self) -> float:
         """The global micro-batch's size over this shard's (1 with one process)."""
@@ -141,6 +144,7 @@ class Method(ABC):
     max_students: ClassVar[int | None] = None
     has_answer_task: ClassVar[bool] = False  # its examples() already hold answer-only examples (step-by-step)
     fsdp_ready: ClassVar[bool] = False  # forwards each student once per micro-batch, whatever the data (FSDP-safe)
+    sharded: bool = False  # set by the loop under FSDP: the method must then run the same forwards on every process
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         from cotdistill.training.methods.registry import method_spec
@@ -159,6 +163,12 @@ class Method(ABC):
         when ``train.answer_sentence`` asks and the path states no answer a strict reader finds)."""
         target, closed = training_target(q, path.text, self.cfg.train.answer_sentence)
         return Example(question=q, prompt=self.prompt(q, prefix), target=target, path=path, closed=closed)
+
+    @classmethod
+    def fsdp_refusal(cls, options: dict[str, Any]) -> str | None:
+        """Why this method cannot run under FSDP with these ``train.options`` (one line), or None."""
+        del options
+        return None
 
     @property
     def module_lr(self) -> float:
@@ -242,6 +252,12 @@ class Method(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         del state
+
+    def idle_students(self) -> list[int]:
+        """Called by the loop before each optimizer step: the students (indices) whose gradients of the step are to
+        be dropped, so the optimizer skips them. Sharded, QR-Distill forwards every student on every path, and a
+        student that took no path in the step holds all-zero gradients where without sharding it holds none."""
+        return []
 
     def on_step_end(self, world: int) -> None:
         """Hook after each optimizer step, called on every process (so it may sum statistics over processes with

@@ -53,6 +53,13 @@ class QRDistill(Method):
     name = "qr-distill"
     batching = "path"
     min_students = 2
+    fsdp_ready = True  # when sharded, every student forwards every path of the shard (see _student_losses)
+
+    @classmethod
+    def fsdp_refusal(cls, options: dict[str, Any]) -> str | None:
+        if options.get("closed_loss") == "cached":
+            return "closed_loss 'cached' skips forwards per process; sharded students forward every path, use 'forward'"
+        return None
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         super().__init__(cfg, students, run)
@@ -66,6 +73,7 @@ class QRDistill(Method):
         self.peer_space = PeerSpace(sizes, self.opts.shared_dim, cfg.seed, self.opts.projection)
         self.diagnostics = RoutingDiagnostics(self.names)
         self._last_ce: dict[tuple[str, int], float] = {}  # closed_loss=cached: (path id, student) -> last loss
+        self._reached = torch.zeros(len(students), dtype=torch.bool)  # sharded: students that took a path this step
         self.router: Router | None = None
         if self.opts.routing:
             self.router = Router(encoder_dim(self.opts.encoder), len(students), seed=cfg.seed)
@@ -112,14 +120,17 @@ class QRDistill(Method):
     def compute(self, batch: Batch, info: StepInfo) -> Computed:
         training = torch.is_grad_enabled()
         n_st = len(self.students)
+        peer_on = self.opts.peer and (self.opts.lambda2 > 0 or self.opts.competence_weight > 0)
+        if batch.weightless:
+            return self._weightless(batch, info, peer_on)
         gates = self._gates(batch, training, info.step)
         hard = gates.hard
-        peer_on = self.opts.peer and (self.opts.lambda2 > 0 or self.opts.competence_weight > 0)
         co = hard.sum(dim=1) >= 2 if peer_on else torch.zeros(len(batch.examples), dtype=torch.bool)
-        logits_mode = peer_on and self.opts.peer_mode == "logits" and bool(co.any())
+        # sharded (FSDP): the same forwards on every process, whatever its shard's gates
+        logits_mode = peer_on and self.opts.peer_mode == "logits" and (self.sharded or bool(co.any()))
         ce_all, pooled, full_logits = [], [], []
         for s in range(n_st):
-            want_hidden = peer_on and bool((co & hard[:, s]).any())
+            want_hidden = peer_on and (self.sharded or bool((co & hard[:, s]).any()))
             ce, hid, logits = self._student_losses(batch, s, hard[:, s], want_hidden, logits_mode, training)
             ce_all.append(ce)
             pooled.append(hid)
@@ -132,6 +143,8 @@ class QRDistill(Method):
         stats = reduce_stats(ce_mat, hard, gates.decisions, gates.fallback,
                              (co, rows.mutual if rows else empty, rows.competence if rows else empty))  # fmt: skip
         losses, centred = self._losses(ce_all, gates, stats, training)
+        if training:
+            self._note_reached(stats)
         total = losses["total"]
         records: dict[str, list[dict[str, Any]]] = {}
         if rows is not None:
@@ -191,9 +204,13 @@ class QRDistill(Method):
         st = self.students[s]
         inputs = batch.inputs[st.name]
         n = len(batch.examples)
-        if logits_mode or bool(col.all()) or not self.opts.routing:
+        if logits_mode or bool(col.all()) or not self.opts.routing or self.sharded:
+            # one forward of every path: a closed path's loss gets no student gradient (its gate enters detached)
             out = st.forward(inputs, hidden=want_hidden)
-            return out.loss.float(), out.hidden, out.logits if logits_mode else None
+            hid = out.hidden
+            if hid is not None and not bool(col.all()):  # peer teaching pools the student's open paths only
+                hid = hid * col.to(hid.device, hid.dtype)[:, None]
+            return out.loss.float(), hid, out.logits if logits_mode else None
         open_idx = col.nonzero().squeeze(1).to(inputs.input_ids.device)
         closed_idx = (~col).nonzero().squeeze(1).to(inputs.input_ids.device)
         ce = torch.zeros(n, device=inputs.input_ids.device)
@@ -215,13 +232,37 @@ class QRDistill(Method):
             self._remember_losses(batch, col, s, ce)
         return ce, hid, None
 
+    def _weightless(self, batch: Batch, info: StepInfo, peer_on: bool) -> Computed:
+        """FSDP, an empty shard: every student's forward on the loop's stand-in example (so this process gathers
+        the layers the others gather), at zero weight, and the step's collectives with nothing contributed."""
+        total = torch.zeros(())
+        for st in self.students:
+            out = st.forward(batch.inputs[st.name], hidden=peer_on)
+            total = total.to(out.loss.device) + out.loss.float().sum() * 0.0
+        self.on_empty_shard(info)
+        return Computed(losses={"total": total})
+
     def on_empty_shard(self, info: StepInfo) -> None:
         """Join the batch's collectives from a process whose shard of this micro-batch is empty."""
         dev = next(self.students[0].model.parameters()).device  # where compute()'s statistics live (NCCL: CUDA)
-        empty_stats(len(self.students), dev)
+        self._note_reached(empty_stats(len(self.students), dev))
         for part in all_gather_objects(None):
             if part is not None:
                 self.diagnostics.add(part)
+
+    def _note_reached(self, stats: StepStats) -> None:
+        """Which students took a path of this (global) micro-batch; in logits mode every student's forward on a
+        co-routed path carries gradient, as without sharding."""
+        self._reached |= stats.n_open.cpu() > 0
+        if self.opts.peer and self.opts.peer_mode == "logits" and stats.co_rows > 0:
+            self._reached[:] = True
+
+    def idle_students(self) -> list[int]:
+        """Sharded: the students no path reached in the step (their gradients are all zero; dropped, as they are
+        absent without sharding). Resets for the next step."""
+        idle = [s for s in range(len(self.students)) if not self._reached[s]] if self.sharded else []
+        self._reached[:] = False
+        return idle
 
     def _diagnose(self, batch: Batch, gates: Gates, centred: torch.Tensor) -> None:
         """Feed every process's decisions of this step to the diagnostics (so all hold the same)."""

@@ -70,7 +70,7 @@ class QROptions(MethodOptions):
         "forward",
         description="the router's view of a student's loss on a path it did not take: 'forward' (exact, a no-grad "
         "forward) or 'cached' (the student's last loss on that path, else its batch mean: no extra forward; per "
-        "process, so not step-exact across processes)",
+        "process, so not step-exact across processes; refused under train.engine fsdp)",
     )
     module_lr: float = Field(
         1e-3,

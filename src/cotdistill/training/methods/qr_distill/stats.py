@@ -68,22 +68,28 @@ def reduce_stats(
                      co.to(f64).sum().to(dev), mut.detach().to(f64).sum().to(dev),
                      comp.detach().to(f64).sum().to(dev)]),
     ])  # fmt: skip
-    tot = all_sum(local)
+    return _parsed(all_sum(local), n, s)
+
+
+def _parsed(tot: torch.Tensor, local_paths: int, s: int) -> StepStats:
+    """The all-reduced vector of :func:`reduce_stats` as :class:`StepStats`."""
     n_g = float(tot[0])
     mean = tot[1 + s : 1 + 2 * s] / max(n_g, 1.0)
     var = (tot[1 + 2 * s : 1 + 3 * s] / max(n_g, 1.0) - mean * mean).clamp(min=0.0)
     tail = tot[1 + 4 * s :].tolist()
     f32 = torch.float32
     return StepStats(
-        local_paths=n, n_paths=n_g, n_open=tot[1 : 1 + s].to(f32), ce_mean=mean.to(f32), ce_std=var.sqrt().to(f32),
-        gated_ce=tot[1 + 3 * s : 1 + 4 * s].to(f32), decisions=tail[0], fallback=tail[1], co_rows=tail[2],
-        mutual=tail[3], competence=tail[4],
+        local_paths=local_paths, n_paths=n_g, n_open=tot[1 : 1 + s].to(f32), ce_mean=mean.to(f32),
+        ce_std=var.sqrt().to(f32), gated_ce=tot[1 + 3 * s : 1 + 4 * s].to(f32), decisions=tail[0],
+        fallback=tail[1], co_rows=tail[2], mutual=tail[3], competence=tail[4],
     )  # fmt: skip
 
 
-def empty_stats(n_students: int, device: torch.device | str = "cpu") -> None:
-    """Join :func:`reduce_stats`'s all-reduce from a process with no path in this micro-batch (zeros)."""
-    all_sum(torch.zeros(1 + 4 * n_students + 5, device=device, dtype=torch.float64))
+def empty_stats(n_students: int, device: torch.device | str = "cpu") -> StepStats:
+    """Join :func:`reduce_stats`'s all-reduce from a process with no path in this micro-batch (zeros); the global
+    statistics it returns are the other processes'."""
+    zeros = torch.zeros(1 + 4 * n_students + 5, device=device, dtype=torch.float64)
+    return _parsed(all_sum(zeros), 0, n_students)
 
 
 def globalise(value: torch.Tensor | float, local: torch.Tensor, frac: float) -> torch.Tensor:
