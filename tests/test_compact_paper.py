@@ -16,7 +16,7 @@ from cotdistill.students.encoding import collate as collate_encoded
 from cotdistill.students.encoding import encode
 from cotdistill.training.methods.base import StepInfo
 from cotdistill.training.methods.compact import paper as paper_mod
-from cotdistill.training.methods.compact.branches import answer_logprobs, batch_branches
+from cotdistill.training.methods.compact.branches import answer_logprobs, batch_branches, continuations, gold_vectors
 from cotdistill.training.methods.compact.method import CompactMethod
 from cotdistill.training.methods.compact.signals import (
     attention_projection,
@@ -145,6 +145,7 @@ def test_wrong_branch_answer_distribution_equals_the_closed_rationale_pass(digit
     br = batch_branches(student, batch, m.tokens)
     out = student.forward(batch.inputs[student.name], states=True, cache=True)
     got = answer_logprobs(student, out, br)
+    assert continuations(out, br) == sum(b.tokens.answer is None for b in br)  # one per wrong branch
     for b, lp in zip(br, got, strict=True):
         assert lp is not None
         tt = b.tokens
@@ -188,6 +189,40 @@ def test_one_training_forward_and_one_short_gold_pass(digits, tmp_path, monkeypa
     assert calls[0] == (6, width) and len(calls) == 2
     assert calls[1][0] == 3 and calls[1][1] < width  # one short row per question
     assert len(continued) == 3 and max(continued) <= 3  # the gold digits after the rationale: a few tokens
+
+
+def test_sharded_compact_evens_its_forwards_at_zero_weight(digits, tmp_path, monkeypatch):
+    """Sharded (FSDP), every process runs as many continuation forwards as the one that needs the most (here: 2
+    more than this batch's 3, as if another process needed 5), the extra ones on a one-token stand-in, and a gold
+    pass even with no question to pass; the loss and its gradient are those of the unsharded step."""
+    import cotdistill.training.methods.compact.paper as paper_mod
+
+    qs, ps = varied(3, {"a": 1, "b": 1}, wrong="b")
+    m = make(digits, {"warmup_ratio": 0}, tmp_path)
+    batch = first_batch(m, qs, ps)
+    student = m.students[0]
+    params = [p for p in student.model.parameters() if p.requires_grad]
+    ref = m.compute(batch, StepInfo(0, 0, 10)).losses["total"]
+    ref_grads = torch.autograd.grad(ref, params)
+    shapes: list[tuple[int, ...]] = []
+    real_model = student.model.forward
+
+    def spy_model(*a, **kw):
+        if kw.get("past_key_values") is None and kw["input_ids"].shape[0] == 1:
+            shapes.append(tuple(kw["input_ids"].shape))
+        return real_model(*a, **kw)
+
+    monkeypatch.setattr(student.model, "forward", spy_model)
+    monkeypatch.setattr(paper_mod, "most_across", lambda n, dev: n + 2)
+    m.sharded = True
+    total = m.compute(batch, StepInfo(0, 0, 10)).losses["total"]
+    assert shapes == [(1, 1), (1, 1)]  # two stand-ins
+    assert float(total) == pytest.approx(float(ref), abs=1e-6)
+    for g, r in zip(torch.autograd.grad(total, params), ref_grads, strict=True):
+        assert torch.allclose(g, r, atol=1e-6)
+    shapes.clear()
+    assert gold_vectors(student, [], m.tokens, sharded=True) == {} and shapes == [(1, 1)]
+    assert gold_vectors(student, [], m.tokens) == {} and shapes == [(1, 1)]  # unsharded: no pass
 
 
 @pytest.mark.parametrize("case", ["ties", "single", "one_branch_question", "wrong_answer", "no_answer_span", "k1"])

@@ -20,6 +20,7 @@ from cotdistill.errors import ConfigError
 from cotdistill.training.engines import wants_fsdp
 from cotdistill.training.methods.registry import method_spec
 from cotdistill.training.sharding import check_fsdp
+from test_compact_reductions import write_run
 from trainutil import TINY, write_add_run, write_config
 
 LLAMA_LORA = {"name": "l", "kind": "preset", "preset": "tiny-llama", "lr": 3e-3,
@@ -103,6 +104,40 @@ def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode):
         assert _same_weights(one / "students" / name, two / "students" / name)
 
 
+def test_fsdp_compact_two_processes_match_one_process(tmp_path):
+    """COMPACT (paper variant, L_MCon and S_MI on) with a sharded LoRA student: teacher c is wrong on every third
+    question, so its branches continue their own cache with the gold answer, a number of forwards that differs
+    between the processes' shards; each process runs as many as the most any runs (stand-ins at zero weight), and
+    one gold pass even without a question to pass. 10 questions x 4 branches, 3 questions a micro-batch: the last
+    holds one question, so one process joins at zero weight. Losses, every teacher weight and the saved student
+    equal one process's."""
+    opts = {"warmup_ratio": 0.0, "unfiltered": True, "ppl_ema": True}
+    cfg = write_config(tmp_path / "c.yaml", [LLAMA_LORA], method="compact", engine="fsdp", epochs=2, batch_size=12,
+                       grad_accum=2, max_length=160, options=opts)  # fmt: skip
+    one, two = (write_run(tmp_path / name, ["a", "c"], 2, n=10) for name in ("one", "two"))
+    r = run_cli("train", str(one), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    r = _two(two, cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((two / "logs" / "train_summary.json").read_text())["engine"] == "fsdp"
+    ma, mb = _metrics(one), _metrics(two)
+    assert len(ma) == len(mb) == 4
+    for a, b in zip(ma, mb, strict=True):
+        assert a["losses"].keys() == b["losses"].keys() >= {"total", "sft", "mcon"}
+        assert a["losses"] == pytest.approx(b["losses"], abs=1e-5)
+    wa, wb = _weights(one), _weights(two)
+    assert wa.keys() == wb.keys() and len(wa) == 2 * 10 * 2
+    # S_cons of a question's branches lie ~1e-4 apart and are z-scored: the sharded forward's float noise (1e-7 in
+    # a signal) moves a weight by up to ~5e-5
+    assert all(wa[k] == pytest.approx(wb[k], abs=2e-4) for k in wa)
+    assert _same_weights(one / "students" / "l", two / "students" / "l")
+
+
+def _weights(run: Path) -> dict[tuple, float]:
+    recs = [json.loads(x) for x in (run / "logs" / "compact_weights.jsonl").read_text().splitlines()]
+    return {(r["step"], r["question_id"], r["teacher"]): r["weight"] for r in recs}
+
+
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "logs" / "train_metrics.jsonl").read_text().splitlines()]
 
@@ -129,9 +164,18 @@ def test_fsdp_resumes_after_a_kill_exactly(tmp_path):
 
 
 def test_fsdp_refuses_what_it_cannot_shard_in_one_line(tmp_path):
-    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY, {**TINY, "name": "t"}], method="compact"))
-    with pytest.raises(ConfigError, match=r"method 'compact' runs data-dependent forwards.*engine: ddp"):
-        check_fsdp(method_spec("compact").load(), cfg)
+    class Plugin:  # a method (a plugin's) that does not say it runs the same forwards on every process
+        fsdp_ready = False
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", [TINY], method="sft-multi"))
+    with pytest.raises(ConfigError, match=r"method 'sft-multi' runs data-dependent forwards.*engine: ddp"):
+        check_fsdp(Plugin, cfg)
+    for opts, why in (({"variant": "v1"}, "variant v1 runs data-dependent forwards"),
+                      ({"cons_projection": "attention"}, "cons_projection 'attention' calls")):  # fmt: skip
+        compact = load_config(write_config(tmp_path / "c.yaml", [TINY], method="compact", options=opts))
+        with pytest.raises(ConfigError, match=rf"method 'compact': {why}"):
+            check_fsdp(method_spec("compact").load(), compact)
+    check_fsdp(method_spec("compact").load(), load_config(write_config(tmp_path / "c.yaml", [TINY], method="compact")))
     two = [TINY, {**TINY, "name": "t"}]
     cached = load_config(write_config(tmp_path / "c.yaml", two, method="qr-distill", options={"closed_loss": "cached"}))
     with pytest.raises(ConfigError, match=r"method 'qr-distill': closed_loss 'cached' skips forwards per process"):
@@ -157,12 +201,12 @@ def test_fsdp_is_chosen_by_the_setting_or_an_accelerate_fsdp_config():
     assert not wants_fsdp("fsdp", DistributedType.NO, 1)  # one process: nothing to shard across
 
 
-def test_a_compact_run_under_fsdp_exits_2_with_one_line(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", [TINY], method="compact", engine="fsdp")
+def test_a_refused_run_under_fsdp_exits_2_with_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", [TINY], method="compact", engine="fsdp", options={"variant": "v1"})
     run = write_add_run(tmp_path / "run", n_train=8, n_dev=0, paths_per_q=2)
     r = _two(run, cfg)
     assert r.returncode != 0 and re.search(r"exitcode\s*:\s*2 ", r.stderr)  # each process exits 2; the launcher 1
-    assert "train.engine fsdp: method 'compact' runs data-dependent forwards" in r.stderr
+    assert "train.engine fsdp: method 'compact': variant v1 runs data-dependent forwards" in r.stderr
     assert not (run / "logs" / "train_metrics.jsonl").exists()
 
 

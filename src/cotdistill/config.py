@@ -239,8 +239,8 @@ class TrainConfig(Section):
     engine: Literal["auto", "ddp", "fsdp"] = Field(
         "auto",
         description="several processes: ddp (every process holds whole students, gradients summed) or fsdp "
-        "(students sharded with FSDP2; sft-single, sft-multi, step-by-step, qr-distill); auto: fsdp under an "
-        "Accelerate FSDP config, else ddp",
+        "(students sharded with FSDP2; every built-in method); auto: fsdp under an Accelerate FSDP config, else "
+        "ddp",
     )
     answer_sentence: bool = Field(
         True,

@@ -9,8 +9,8 @@ process in the same order.
 
 FSDP gathers a layer's weights when the layer runs, so every process must run the same forwards of every student
 in every micro-batch: only methods that forward each student once per micro-batch on whatever examples it holds
-(``Method.fsdp_ready``; QR-Distill does so when ``Method.sharded`` is set) train under it; the loop gives a process
-with an empty shard a zero-weight forward (``Batch.weightless``).
+(``Method.fsdp_ready``; QR-Distill and COMPACT even their data-dependent forwards out when ``Method.sharded`` is
+set) train under it; the loop gives a process with an empty shard a zero-weight forward (``Batch.weightless``).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ def check_fsdp(method: type, cfg: Any) -> None:
     if not getattr(method, "fsdp_ready", False):
         raise ConfigError(
             f"train.engine fsdp: method '{tc.method}' runs data-dependent forwards of its students (processes would "
-            "gather different layers and deadlock); FSDP trains sft-single, sft-multi, step-by-step and qr-distill, "
-            "use train.engine: ddp for this method"
+            "gather different layers and deadlock); use train.engine: ddp for this method"
         )
     why = method.fsdp_refusal(dict(tc.options))
     if why:

@@ -16,6 +16,7 @@ from cotdistill.records import Question
 from cotdistill.students.encoding import collate, encode, pad_id
 from cotdistill.tasks import get_family
 from cotdistill.training.methods.base import Batch, StudentHandle, StudentOutput
+from cotdistill.training.methods.compact.sharded import stand_in_forward
 from cotdistill.training.methods.compact.spans import TargetTokens, analyse_target, locate
 
 
@@ -77,10 +78,11 @@ def batch_branches(student: StudentHandle, batch: Batch, cache: TokenCache) -> l
 
 
 def gold_vectors(
-    student: StudentHandle, questions: Sequence[tuple[str, Question]], cache: TokenCache
+    student: StudentHandle, questions: Sequence[tuple[str, Question]], cache: TokenCache, sharded: bool = False
 ) -> dict[str, torch.Tensor]:
     """``a`` per question: the student's last-layer states over the gold answer in ``prompt + answer sentence``,
-    mean-pooled, from one short no-grad eval-mode pass over the batch's questions."""
+    mean-pooled, from one short no-grad eval-mode pass over the batch's questions (``sharded``: a stand-in pass
+    when no question has one, so every process runs the pass)."""
     rows, spans, qids = [], [], []
     for prompt, q in questions:
         key = (student.name, q.id)
@@ -100,12 +102,15 @@ def gold_vectors(
             rows.append(enc)
             spans.append(span)
             qids.append(q.id)
-    if not rows:
+    if not rows and not sharded:
         return {}
     was_training = student.model.training
     student.model.eval()  # a measurement: no dropout noise, and the RNG stream stays that of plain SFT
     try:
         with torch.no_grad():
+            if not rows:
+                stand_in_forward(student, next(student.model.parameters()).device)
+                return {}
             out = student.forward(collate(rows, pad_id(student.tokenizer)), states=True)
     finally:
         student.model.train(was_training)
@@ -164,6 +169,18 @@ def _plan(out: StudentOutput, b: Branch) -> list[tuple[int, int]] | None:
             return None
         plan.append((-1, p) if p is not None else (0, m - 1 - tt.common))
     return plan
+
+
+def continuations(out: StudentOutput, branches: list[Branch]) -> int:
+    """How many continuation forwards :func:`answer_logprobs` runs for ``branches``."""
+    n = 0
+    for b in branches:
+        plan = _plan(out, b)
+        if plan is not None and any(k >= 0 for k, _ in plan):
+            tt = b.tokens
+            assert tt.closed_ids is not None and tt.closed_answer is not None
+            n += bool(tt.closed_ids[tt.common : tt.closed_answer[1] - 1])  # what _continue feeds
+    return n
 
 
 def answer_logprobs(student: StudentHandle, out: StudentOutput, branches: list[Branch]) -> list[torch.Tensor | None]:

@@ -34,6 +34,15 @@ class CompactMethod(Method):
     batching = "question"
     min_students = 1
     max_students = 1
+    fsdp_ready = True  # the paper variant evens its data-dependent forwards out when sharded (sharded.py)
+
+    @classmethod
+    def fsdp_refusal(cls, options: dict[str, Any]) -> str | None:
+        if options.get("variant", "paper") == "v1":
+            return "variant v1 runs data-dependent forwards (processes would gather different layers); use ddp"
+        if options.get("cons_projection") == "attention":
+            return "cons_projection 'attention' calls the student's attention layer outside its forward; use 'random'"
+        return None
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         super().__init__(cfg, students, run)

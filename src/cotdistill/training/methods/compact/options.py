@@ -25,7 +25,9 @@ class CompactOptions(MethodOptions):
     """COMPACT's variant, coefficients and switches, read from ``train.options`` (every key in docs/config.md)."""
 
     variant: Literal["paper", "v1"] = Field(
-        "paper", description="paper: METHODS.md §2a-§2e (student-space signals + L_MCon); v1: §2f (C, A, D)"
+        "paper",
+        description="paper: METHODS.md §2a-§2e (student-space signals + L_MCon); v1: §2f (C, A, D; refused under "
+        "train.engine fsdp)",
     )
     # -- shared ---------------------------------------------------------------------------------------------
     tau: float = Field(1.0, gt=0, description="softmax temperature of the fused scores")
@@ -46,7 +48,8 @@ class CompactOptions(MethodOptions):
     cons_projection: Literal["attention", "random"] = Field(
         "random",
         description="paper: W_Q/W_K of S_cons: one seeded random orthogonal matrix for both (default: measured to "
-        "separate misleading rationales) or the student's last attention layer (no grad; it did not separate them)",
+        "separate misleading rationales) or the student's last attention layer (no grad; it did not separate them; "
+        "refused under train.engine fsdp)",
     )
     cons_feature: Literal["content", "last"] = Field(
         "content",

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cotdistill.training.methods.base import Batch, Computed, StepInfo, StudentHandle, StudentOutput
-from cotdistill.training.methods.compact.branches import Branch, answer_logprobs, batch_branches, gold_vectors
+from cotdistill.training.methods.base import Batch, Computed, StepInfo, StudentOutput
+from cotdistill.training.methods.compact.branches import (
+    Branch,
+    answer_logprobs,
+    batch_branches,
+    continuations,
+    gold_vectors,
+)
+from cotdistill.training.methods.compact.sharded import most_across, stand_in_forwards
 from cotdistill.training.methods.compact.signals import consensus, information_gain, mcon
 from cotdistill.training.methods.compact.weights import (
     branch_softmax,
@@ -51,7 +58,7 @@ def _info_gain(m: CompactMethod, batch: Batch, out: StudentOutput, branches: lis
     firsts = {}
     for ex in batch.examples:
         firsts.setdefault(ex.question.id, (ex.prompt, ex.question))
-    gold = gold_vectors(student, list(firsts.values()), m.tokens)
+    gold = gold_vectors(student, list(firsts.values()), m.tokens, sharded=m.sharded)
     states = out.states.detach().float().cpu()
     for b in branches:
         a = gold.get(b.qid)
@@ -84,14 +91,18 @@ def _consensus(
 
 
 def _mcon(
-    student: StudentHandle, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]
+    m: CompactMethod, out: StudentOutput, branches: list[Branch], groups: dict[str, list[int]]
 ) -> tuple[torch.Tensor, list[bool]]:
     """L_MCon per branch (differentiable), and whether each branch had an answer distribution and partners."""
+    student = m.students[0]
     zero = out.loss.sum() * 0.0
     vals: list[torch.Tensor] = [zero] * len(branches)
     has = [False] * len(branches)
     multi = [b for b in branches if len(groups[b.qid]) > 1]
+    # sharded: as many continuation forwards as the process that runs the most (sharded.py)
+    stand_ins = most_across(n := continuations(out, multi), out.logits.device) - n if m.sharded else 0
     answers = dict(zip((b.row for b in multi), answer_logprobs(student, out, multi), strict=True))
+    extra = stand_in_forwards(student, stand_ins, out.logits.device) if stand_ins else zero
     for idx in groups.values():
         if len(idx) < 2:
             continue
@@ -100,7 +111,7 @@ def _mcon(
         for i, v, a in zip(idx, mcon(mine, zero), mine, strict=True):
             vals[i] = v
             has[i] = a is not None and n_have > 1
-    return torch.stack(vals), has
+    return torch.stack(vals) + extra, has
 
 
 def _signals(
@@ -143,7 +154,7 @@ def compute_paper(m: CompactMethod, batch: Batch, info: StepInfo) -> Computed:
     out = student.forward(batch.inputs[student.name], states=True, cache=need_cache)
     sig = _signals(m, batch, out, branches, groups)
     if use_mcon:
-        l_mcon, has_mcon = _mcon(student, out, branches, groups)
+        l_mcon, has_mcon = _mcon(m, out, branches, groups)
     else:
         l_mcon, has_mcon = out.loss.detach() * 0.0, [False] * len(branches)
     warm = in_warmup(info.step, info.total_steps, o.warmup_ratio)
@@ -167,7 +178,7 @@ def compute_paper(m: CompactMethod, batch: Batch, info: StepInfo) -> Computed:
             rec["L_MCon"] = _mean([mcon_of[i] for i in mine if has_mcon[i]])
             records.append(rec)
             seen[t].append(sum(loss_of[i] for i in mine) / len(mine))
-    if o.ppl_ema:
+    if o.ppl_ema and not batch.weightless:  # an empty shard's stand-in example is no observation
         m.ema.observe(seen)
     scale = mult.to(out.loss.device, out.loss.dtype)
     sft = (out.loss * scale).sum() / len(branches)
