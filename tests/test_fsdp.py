@@ -88,12 +88,7 @@ def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode):
                        options={"peer_mode": peer_mode}, gradient_checkpointing=peer_mode == "logits")  # fmt: skip
     one = write_add_run(tmp_path / "one", n_train=11, n_dev=0, paths_per_q=2)
     two = write_add_run(tmp_path / "two", n_train=11, n_dev=0, paths_per_q=2)
-    r = run_cli("train", str(one), "-c", str(cfg))
-    assert r.returncode == 0, r.stderr
-    r = _two(two, cfg)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((two / "logs" / "train_summary.json").read_text())["engine"] == "fsdp"
-    ma, mb = _metrics(one), _metrics(two)
+    ma, mb = _one_and_two(one, two, cfg)
     assert len(ma) == len(mb) == 8
     for a, b in zip(ma, mb, strict=True):
         assert set(a["losses"]) == set(b["losses"]) >= {"total", "entropy", "mutual", "competence"}
@@ -115,12 +110,7 @@ def test_fsdp_compact_two_processes_match_one_process(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", [LLAMA_LORA], method="compact", engine="fsdp", epochs=2, batch_size=12,
                        grad_accum=2, max_length=160, options=opts)  # fmt: skip
     one, two = (write_run(tmp_path / name, ["a", "c"], 2, n=10) for name in ("one", "two"))
-    r = run_cli("train", str(one), "-c", str(cfg))
-    assert r.returncode == 0, r.stderr
-    r = _two(two, cfg)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((two / "logs" / "train_summary.json").read_text())["engine"] == "fsdp"
-    ma, mb = _metrics(one), _metrics(two)
+    ma, mb = _one_and_two(one, two, cfg)
     assert len(ma) == len(mb) == 4
     for a, b in zip(ma, mb, strict=True):
         assert a["losses"].keys() == b["losses"].keys() >= {"total", "sft", "mcon"}
@@ -131,6 +121,16 @@ def test_fsdp_compact_two_processes_match_one_process(tmp_path):
     # a signal) moves a weight by up to ~5e-5
     assert all(wa[k] == pytest.approx(wb[k], abs=2e-4) for k in wa)
     assert _same_weights(one / "students" / "l", two / "students" / "l")
+
+
+def _one_and_two(one: Path, two: Path, cfg: Path) -> tuple[list[dict], list[dict]]:
+    """Train ``one`` in one process and ``two`` in two sharded ones; their logged steps."""
+    r = run_cli("train", str(one), "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    r = _two(two, cfg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((two / "logs" / "train_summary.json").read_text())["engine"] == "fsdp"
+    return _metrics(one), _metrics(two)
 
 
 def _weights(run: Path) -> dict[tuple, float]:
