@@ -45,16 +45,23 @@ def _same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 
-@pytest.mark.parametrize("method", ["sft-multi", pytest.param("step-by-step", marks=pytest.mark.slow)])
-def test_fsdp_two_processes_match_one_process(tmp_path, method):
+ANSWERS = {"answer_examples": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("sft-multi", {}), ("sft-multi", ANSWERS), pytest.param("step-by-step", {}, marks=pytest.mark.slow)],
+)
+def test_fsdp_two_processes_match_one_process(tmp_path, method, options):
     """Two students (a full tiny-gpt2, a LoRA tiny-llama with two sharded layers), uneven and empty shards (33
     examples in micro-batches of 8: the last holds 1, so one process joins it at zero weight), greedy dev
     accuracy on the sharded students, the saved best/ and final students gathered whole; sft-multi with gradient
-    checkpointing (recomputation gathers each layer again in backward)."""
+    checkpointing (recomputation gathers each layer again in backward). With ``options.answer_examples`` a shard
+    without answer examples (or without the others) runs that part on a stand-in at zero weight."""
     students = [TINY, LLAMA_LORA] if method == "sft-multi" else [LLAMA_LORA]
     n_train = 33 if method == "sft-multi" else 16  # step-by-step: two examples per path
     cfg = write_config(tmp_path / "c.yaml", students, epochs=2, batch_size=8, method=method, engine="fsdp",
-                       dev_metric="accuracy", dev_max_new_tokens=4,
+                       dev_metric="accuracy", dev_max_new_tokens=4, options=options,
                        gradient_checkpointing=method == "sft-multi")  # fmt: skip
     one = write_add_run(tmp_path / "one", n_train=n_train, n_dev=3, paths_per_q=1)
     two = write_add_run(tmp_path / "two", n_train=n_train, n_dev=3, paths_per_q=1)
@@ -74,8 +81,12 @@ def test_fsdp_two_processes_match_one_process(tmp_path, method):
     assert [json.loads(x)["value"] for x in dev_a] == [json.loads(x)["value"] for x in dev_b]
 
 
-@pytest.mark.parametrize("peer_mode", ["hidden", pytest.param("logits", marks=pytest.mark.slow)])
-def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode):
+@pytest.mark.parametrize(
+    ("peer_mode", "options"),
+    [("hidden", {}), pytest.param("logits", {}, marks=pytest.mark.slow),
+     pytest.param("hidden", ANSWERS, marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode, options):
     """QR-Distill with sharded students: every process forwards every path of its shard whatever the gates, so the
     processes gather the same layers; the router, the peer maps and the competence regressors stay whole. 22 paths
     in micro-batches of 7: the last holds one, so one process joins it at zero weight with nothing added to the
@@ -85,13 +96,15 @@ def test_fsdp_qr_distill_two_processes_match_one_process(tmp_path, peer_mode):
     gradient checkpointing."""
     students = [TINY, LLAMA_LORA] if peer_mode == "hidden" else [TINY, {**TINY, "name": "l"}]
     cfg = write_config(tmp_path / "c.yaml", students, epochs=2, batch_size=7, method="qr-distill", engine="fsdp",
-                       options={"peer_mode": peer_mode}, gradient_checkpointing=peer_mode == "logits")  # fmt: skip
+                       options={"peer_mode": peer_mode, **options},
+                       gradient_checkpointing=peer_mode == "logits")  # fmt: skip
     one = write_add_run(tmp_path / "one", n_train=11, n_dev=0, paths_per_q=2)
     two = write_add_run(tmp_path / "two", n_train=11, n_dev=0, paths_per_q=2)
     ma, mb = _one_and_two(one, two, cfg)
-    assert len(ma) == len(mb) == 8
+    assert len(ma) == len(mb) >= 8
+    assert {"total", "entropy", "mutual", "competence"} <= {k for a in ma for k in a["losses"]}
     for a, b in zip(ma, mb, strict=True):
-        assert set(a["losses"]) == set(b["losses"]) >= {"total", "entropy", "mutual", "competence"}
+        assert set(a["losses"]) == set(b["losses"])
         for k, v in a["losses"].items():
             assert abs(v - b["losses"][k]) < 1e-5, (a["step"], k, v, b["losses"][k])
     assert _routes(one) == _routes(two)
@@ -182,9 +195,7 @@ def test_fsdp_refuses_what_it_cannot_shard_in_one_line(tmp_path):
         check_fsdp(method_spec("qr-distill").load(), cached)
     plain = load_config(write_config(tmp_path / "c.yaml", two, method="qr-distill"))
     check_fsdp(method_spec("qr-distill").load(), plain)
-    answers = load_config(write_config(tmp_path / "c.yaml", [TINY], options={"answer_examples": True}))
-    with pytest.raises(ConfigError, match="options.answer_examples"):
-        check_fsdp(method_spec("sft-multi").load(), answers)
+    check_fsdp(method_spec("sft-multi").load(), load_config(write_config(tmp_path / "c.yaml", [TINY], options=ANSWERS)))
     placed = load_config(write_config(tmp_path / "c.yaml", [{**TINY, "device": "cpu"}]))
     with pytest.raises(ConfigError, match=r"student 's' sets students\[\]\.device"):
         check_fsdp(method_spec("sft-multi").load(), placed)

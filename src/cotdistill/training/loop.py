@@ -248,9 +248,8 @@ class Trainer:
             "train_questions": len(data.train_questions), "students": [s.name for s in self.students],
             "total_steps": self.total_steps, "processes": self.world,
             "engine": "fsdp" if self.fsdp else ("ddp" if self.world > 1 else "one process"), "bf16": self.bf16,
-            "resumed_from": resumed_from,
+            "resumed_from": resumed_from, **self.start_note,
             "unknown_question_paths": data.unknown_question_paths, "duplicate_paths": data.duplicate_paths,
-            **self.start_note,
         }  # fmt: skip
         if self.main and data.fallback:
             self.acc.print(f"note: {self.run.filtered} not found; training on every path of {self.run.paths}")
@@ -287,7 +286,7 @@ class Trainer:
         records: dict[str, list[dict[str, Any]]] = {}
         info = StepInfo(step=st.step, epoch=epoch, total_steps=self.total_steps)
         if not mine and self.fsdp:  # FSDP gathers each layer in every process: join the forwards at zero weight
-            computed = self.method.step(self._batch(glob[:1], weightless=True), info)
+            computed = self.method.step(self._batch(glob[:1], [self.examples[i] for i in glob]), info)
             self.acc.backward(computed.losses["total"] * 0.0)
         elif not mine:  # a method exchanging batch statistics (qr-distill) still joins their collectives
             self.method.on_empty_shard(info)
@@ -305,13 +304,14 @@ class Trainer:
             st.tokens += sum(int(b.attention_mask.sum()) for b in batch.inputs.values())
         self._write_records(records, st.step, epoch)
 
-    def _batch(self, idx: list[int], weightless: bool = False) -> Batch:
+    def _batch(self, idx: list[int], stand_in_for: list[Example] | None = None) -> Batch:
+        """The examples ``idx`` with each student's inputs (``stand_in_for``: an empty shard's FSDP stand-in)."""
         examples: list[Example] = [self.examples[i] for i in idx]
         inputs = {}
         for s in self.students:
             items: list[Encoded] = [self.enc[s.name][i] for i in idx]
             inputs[s.name] = collate(items, pad_id(s.tokenizer))
-        return Batch(examples=examples, inputs=inputs, weightless=weightless)
+        return Batch(examples, inputs, global_examples=stand_in_for, weightless=stand_in_for is not None)
 
     def _optimizer_step(self, st: LoopState, epoch: int) -> dict[str, float]:
         """Sum gradients over processes, clip, step, log the step's losses; returns them."""

@@ -26,8 +26,8 @@ from cotdistill.errors import ConfigError
 
 
 def check_fsdp(method: type, cfg: Any) -> None:
-    """Refuse, in one line, what FSDP cannot run: a method whose forwards depend on the data, answer examples (a
-    second, data-dependent forward), 4-bit students and students placed on their own devices."""
+    """Refuse, in one line, what FSDP cannot run: a method whose forwards depend on the data (or settings of one
+    that make them so), 4-bit students and students placed on their own devices."""
     tc = cfg.train
     if os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true"):
         # transformers then loads real weights on rank 0 only (meta tensors elsewhere), for Accelerate's prepare to
@@ -41,8 +41,6 @@ def check_fsdp(method: type, cfg: Any) -> None:
     why = method.fsdp_refusal(dict(tc.options))
     if why:
         raise ConfigError(f"train.engine fsdp: method '{tc.method}': {why}")
-    if tc.options.get("answer_examples"):
-        raise ConfigError("train.engine fsdp: options.answer_examples adds a data-dependent forward; use ddp")
     for sc in cfg.students:
         if sc.quantization is not None or sc.device:
             what = "students[].quantization" if sc.quantization is not None else "students[].device"

@@ -145,6 +145,7 @@ class Method(ABC):
     has_answer_task: ClassVar[bool] = False  # its examples() already hold answer-only examples (step-by-step)
     fsdp_ready: ClassVar[bool] = False  # forwards each student once per micro-batch, whatever the data (FSDP-safe)
     sharded: bool = False  # set by the loop under FSDP: the method must then run the same forwards on every process
+    step_answered: bool = False  # options.answer_examples: the step so far held answer examples (on any process)
 
     def __init__(self, cfg: RunConfig, students: list[StudentHandle], run: RunDir) -> None:
         from cotdistill.training.methods.registry import method_spec
@@ -206,26 +207,32 @@ class Method(ABC):
         added to ``ce/<student>`` and the total, as step-by-step's ``L_answer + alpha * L_rationale``).
 
         Both means are over the global micro-batch: on a shard, each part is rescaled from its own share of the
-        part's global examples to the shard's share of the batch, which the loop multiplies by."""
+        part's global examples to the shard's share of the batch, which the loop multiplies by. Sharded (FSDP), a
+        part the shard lacks is run on a stand-in example at zero weight, so every process runs both."""
         if not getattr(self.opts, "answer_examples", False) or self.has_answer_task:
             return self.compute(batch, info)
         ans = [i for i, e in enumerate(batch.examples) if e.kind == "answer"]
         rest = [i for i, e in enumerate(batch.examples) if e.kind != "answer"]
+        # every student took the global micro-batch's answer examples (see idle_students)
+        self.step_answered |= any(e.kind == "answer" for e in batch.global_examples or batch.examples)
         if rest:
             glob_rest = [e for e in batch.global_examples or [] if e.kind != "answer"] or None
             computed = self.compute(_subset(batch, rest, glob_rest), info)
             # compute's losses are its part of the mean over glob_rest; rescale them to the loop's shard share
             f = len(rest) * batch.kind_scale(answer=False)
             computed.losses = {k: v * f for k, v in computed.losses.items()}
+        elif self.sharded:
+            stand_in = self.compute(_subset(batch, [0], weightless=True), info)
+            computed = Computed(losses={"total": stand_in.losses["total"] * 0.0})
         else:
             self.on_empty_shard(info)
             computed = Computed(losses={})
         losses = computed.losses
         total = losses.get("total")
-        answers = _subset(batch, ans) if ans else None
+        answers = _subset(batch, ans) if ans else (_subset(batch, [0]) if self.sharded else None)
         for s in self.students:
             if answers is not None:
-                la = batch.kind_mean(s.forward(answers.inputs[s.name]).loss, answer=True)
+                la = batch.kind_mean(s.forward(answers.inputs[s.name]).loss, answer=True) * (1.0 if ans else 0.0)
             else:
                 la = (total * 0.0) if total is not None else torch.zeros(())
             losses[f"answer/{s.name}"] = la
@@ -269,9 +276,11 @@ class Method(ABC):
         return {}
 
 
-def _subset(batch: Batch, idx: list[int], global_examples: list[Example] | None = None) -> Batch:
+def _subset(
+    batch: Batch, idx: list[int], global_examples: list[Example] | None = None, weightless: bool = False
+) -> Batch:
     """The examples ``idx`` of ``batch`` with each student's inputs cut to them (``global_examples``: those of the
-    global micro-batch the subset stands for)."""
+    global micro-batch the subset stands for; ``weightless``: a stand-in; a stand-in's subsets are stand-ins)."""
     t = torch.tensor(idx, dtype=torch.long)
     inputs = {k: slice_inputs(v, t) for k, v in batch.inputs.items()}
-    return Batch([batch.examples[i] for i in idx], inputs, global_examples)
+    return Batch([batch.examples[i] for i in idx], inputs, global_examples, batch.weightless or weightless)

@@ -259,9 +259,11 @@ class QRDistill(Method):
 
     def idle_students(self) -> list[int]:
         """Sharded: the students no path reached in the step (their gradients are all zero; dropped, as they are
-        absent without sharding). Resets for the next step."""
-        idle = [s for s in range(len(self.students)) if not self._reached[s]] if self.sharded else []
+        absent without sharding), unless the step held answer examples, which reach every student. Resets."""
+        idle = [s for s in range(len(self.students)) if not self._reached[s]]
+        idle = idle if self.sharded and not self.step_answered else []
         self._reached[:] = False
+        self.step_answered = False
         return idle
 
     def _diagnose(self, batch: Batch, gates: Gates, centred: torch.Tensor) -> None:
