@@ -2,14 +2,15 @@
 
 For each engine (``train.engine: ddp`` / ``fsdp``) and each student setting (full fine-tuning, where AdamW's two
 moments and the gradients are three more copies of the weights; LoRA r 16, where only the frozen base weights are
-sharded), the real loop runs under ``torch.distributed.run`` with 2 gloo processes on the same small run (single-
-digit additions, one path each). Each process records its peak resident memory (``VmHWM``) twice: at the end of
-the loop's set-up (the student loaded whole on every process, then sharded under FSDP; the optimizer built) and,
-after resetting the mark there, at exit (the steps, the checkpoint and the save, for which rank 0 gathers the
-student into an unsharded copy under FSDP). The step losses of both engines are printed side by side: sharding
-must not change them.
+sharded; ``qr-full``: QR-Distill with two fully fine-tuned SmolLM2 students), the real loop runs under
+``torch.distributed.run`` with 2 gloo processes on the same small run (single-digit additions, one path each).
+Each process records its peak resident memory (``VmHWM``) twice: at the end of the loop's set-up (the students
+loaded whole on every process, then sharded under FSDP; the optimizer built) and, after resetting the mark there,
+at exit (the steps, the checkpoint and the save, for which rank 0 gathers each student into an unsharded copy
+under FSDP). The step losses of both engines are printed side by side: sharding must not change them.
 
-    PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/bench_fsdp_memory.py --steps 4 [--mmap-threshold 1048576]
+    PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/bench_fsdp_memory.py --steps 4 [--settings full,lora,qr-full]
+        [--mmap-threshold 1048576] [--fp32]
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-STUDENTS = {
-    "full": {"name": "smol", "kind": "gguf", "path": "smollm2", "lr": 1e-5},
-    "lora": {"name": "smol", "kind": "gguf", "path": "smollm2", "lr": 3e-4,
-             "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
-}  # fmt: skip
+FULL = {"name": "smol", "kind": "gguf", "path": "smollm2", "lr": 1e-5}
+LORA = {**FULL, "lr": 3e-4, "lora": {"r": 16, "alpha": 32, "dropout": 0.0}}
+SETTINGS = {  # setting -> (students, method)
+    "full": ([FULL], "sft-multi"),
+    "lora": ([LORA], "sft-multi"),
+    "qr-full": ([{**FULL, "name": "smol-a"}, {**FULL, "name": "smol-b", "lr": 2e-5}], "qr-distill"),
+}
 
 
 def write_run(root: Path, n: int) -> None:
@@ -94,9 +97,10 @@ def cell(root: Path, setting: str, engine: str, steps: int, batch: int, mmap_thr
 
     run = root / f"{setting}-{engine}"
     write_run(run, steps * batch)
-    cfg = {"seed": 0, "students": [STUDENTS[setting]], "prompt": "bare",
-           "train": {"engine": engine, "epochs": 1, "batch_size": batch, "trackers": [], "bf16": bf16,
-                     "dev_metric": "loss", "max_length": 128}}  # fmt: skip
+    students, method = SETTINGS[setting]
+    cfg = {"seed": 0, "students": students, "prompt": "bare",
+           "train": {"method": method, "engine": engine, "epochs": 1, "batch_size": batch, "trackers": [],
+                     "bf16": bf16, "dev_metric": "loss", "max_length": 128}}  # fmt: skip
     config = root / f"{setting}-{engine}.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -117,7 +121,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=4, help="global micro-batch (2 examples per process)")
-    ap.add_argument("--settings", default="full,lora")
+    ap.add_argument("--settings", default="full,lora", help=f"comma-separated, of {', '.join(SETTINGS)}")
     ap.add_argument("--mmap-threshold", type=int, default=0,
                     help="bytes: glibc's MALLOC_MMAP_THRESHOLD_ for the processes (0: glibc's default)")  # fmt: skip
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")

@@ -161,12 +161,18 @@ def _routes(run: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_fsdp_resumes_after_a_kill_exactly(tmp_path):
+@pytest.mark.parametrize("method", ["sft-multi", "qr-distill", "compact"])
+def test_fsdp_resumes_after_a_kill_exactly(tmp_path, method):
     """SIGKILL both processes after step 3 (5 steps an epoch, a checkpoint every 2): the rerun resumes from step
-    2's sharded weights and moments, gathered whole into the checkpoint, and ends where an uninterrupted run ends."""
-    cfg = write_config(tmp_path / "c.yaml", [LLAMA_LORA], epochs=2, batch_size=8, engine="fsdp", checkpoint_every=2)
-    whole = write_add_run(tmp_path / "whole", n_train=40, n_dev=3, paths_per_q=1)
-    cut = write_add_run(tmp_path / "cut", n_train=40, n_dev=3, paths_per_q=1)
+    2's sharded weights and moments, gathered whole into the checkpoint (with QR-Distill's router, peer maps and
+    diagnostics, COMPACT's difficulty EMA), and ends where an uninterrupted run ends."""
+    students = [TINY, LLAMA_LORA] if method == "qr-distill" else [LLAMA_LORA]
+    opts = {"ppl_ema": True} if method == "compact" else {}
+    cfg = write_config(tmp_path / "c.yaml", students, method=method, epochs=2, batch_size=8, engine="fsdp",
+                       checkpoint_every=2, options=opts)  # fmt: skip
+    n, per_q = (40, 1) if method == "sft-multi" else (20, 2)
+    whole = write_add_run(tmp_path / "whole", n_train=n, n_dev=3, paths_per_q=per_q)
+    cut = write_add_run(tmp_path / "cut", n_train=n, n_dev=3, paths_per_q=per_q)
     assert _two(whole, cfg).returncode == 0
     assert _two(cut, cfg, {"COTDISTILL_TEST_SIGKILL_AT_STEP": "3"}).returncode != 0
     r = _two(cut, cfg)
