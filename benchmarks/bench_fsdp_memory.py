@@ -10,7 +10,7 @@ at exit (the steps, the checkpoint and the save, for which rank 0 gathers each s
 under FSDP). The step losses of both engines are printed side by side: sharding must not change them.
 
     PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/bench_fsdp_memory.py --steps 4 [--settings full,lora,qr-full]
-        [--mmap-threshold 1048576] [--fp32]
+        [--mmap-threshold 1048576] [--fp32] [--rank0-loading]
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def worker(run: Path, config: Path) -> None:
     train(RunDir.at(run), load_config(config))
 
 
-def cell(root: Path, setting: str, engine: str, steps: int, batch: int, mmap_threshold: int, bf16: bool) -> dict:
+def cell(root: Path, setting: str, engine: str, steps: int, batch: int, mmap_threshold: int, bf16: bool,
+         rank0: bool = False) -> dict:  # fmt: skip
     """One (student setting, engine) run under ``torch.distributed.run``: each rank's peak and the step losses."""
     import yaml
 
@@ -106,6 +107,8 @@ def cell(root: Path, setting: str, engine: str, steps: int, batch: int, mmap_thr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     if mmap_threshold:  # a fixed threshold: freed large blocks go back to the system instead of staying resident
         env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+    if rank0:  # Accelerate's fsdp_cpu_ram_efficient_loading: rank 1 builds on the meta device
+        env["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", __file__, "--worker", str(run),
            "--config", str(config)]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -125,6 +128,7 @@ def main() -> None:
     ap.add_argument("--mmap-threshold", type=int, default=0,
                     help="bytes: glibc's MALLOC_MMAP_THRESHOLD_ for the processes (0: glibc's default)")  # fmt: skip
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--rank0-loading", action="store_true", help="FSDP: only rank 0 reads the weights")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -133,8 +137,9 @@ def main() -> None:
         return
     precision = "fp32" if a.fp32 else "bf16 autocast"
     threshold = a.mmap_threshold or "unset (FSDP processes fix it at 1 MiB themselves)"
+    loading = ", FSDP weights read by rank 0 only" if a.rank0_loading else ""
     print(f"SmolLM2-135M-Instruct, 2 CPU processes (gloo), {a.steps} steps of {a.batch} examples, {precision}, "
-          f"MALLOC_MMAP_THRESHOLD_ {threshold}")  # fmt: skip
+          f"MALLOC_MMAP_THRESHOLD_ {threshold}{loading}")  # fmt: skip
     print("peak resident MiB per process, rank 0 / rank 1: loading (to the end of set-up); the steps (to the first")
     print("checkpoint); steps + checkpoint + save (to exit)")
     print("| student | engine | load | steps | to exit | steps FSDP/DDP r0 / r1 | to exit | train s | loss diff |")
@@ -144,7 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for setting in a.settings.split(","):
             ddp = cell(Path(tmp), setting, "ddp", a.steps, a.batch, a.mmap_threshold, not a.fp32)
-            fsdp = cell(Path(tmp), setting, "fsdp", a.steps, a.batch, a.mmap_threshold, not a.fp32)
+            fsdp = cell(Path(tmp), setting, "fsdp", a.steps, a.batch, a.mmap_threshold, not a.fp32, a.rank0_loading)
             assert (ddp["engine"], fsdp["engine"]) == ("ddp", "fsdp")
             diff = max(abs(x - y) for x, y in zip(ddp["losses"], fsdp["losses"], strict=True))
             for name, r in (("DDP", ddp), ("FSDP", fsdp)):

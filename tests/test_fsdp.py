@@ -48,16 +48,22 @@ def _same_weights(a: Path, b: Path) -> bool:
 ANSWERS = {"answer_examples": True}
 
 
+RANK0 = {"FSDP_CPU_RAM_EFFICIENT_LOADING": "true"}  # what accelerate launch passes for fsdp_cpu_ram_efficient_loading
+
+
 @pytest.mark.parametrize(
-    ("method", "options"),
-    [("sft-multi", {}), ("sft-multi", ANSWERS), pytest.param("step-by-step", {}, marks=pytest.mark.slow)],
-)
-def test_fsdp_two_processes_match_one_process(tmp_path, method, options):
+    ("method", "options", "env"),
+    [("sft-multi", {}, {}), ("sft-multi", ANSWERS, {}), ("sft-multi", {}, RANK0),
+     pytest.param("step-by-step", {}, {}, marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_fsdp_two_processes_match_one_process(tmp_path, method, options, env):
     """Two students (a full tiny-gpt2, a LoRA tiny-llama with two sharded layers), uneven and empty shards (33
     examples in micro-batches of 8: the last holds 1, so one process joins it at zero weight), greedy dev
     accuracy on the sharded students, the saved best/ and final students gathered whole; sft-multi with gradient
     checkpointing (recomputation gathers each layer again in backward). With ``options.answer_examples`` a shard
-    without answer examples (or without the others) runs that part on a stand-in at zero weight."""
+    without answer examples (or without the others) runs that part on a stand-in at zero weight. With rank-0
+    loading the other process builds both students on the meta device and takes its shards (and the rotary
+    buffers) from rank 0."""
     students = [TINY, LLAMA_LORA] if method == "sft-multi" else [LLAMA_LORA]
     n_train = 33 if method == "sft-multi" else 16  # step-by-step: two examples per path
     cfg = write_config(tmp_path / "c.yaml", students, epochs=2, batch_size=8, method=method, engine="fsdp",
@@ -67,7 +73,7 @@ def test_fsdp_two_processes_match_one_process(tmp_path, method, options):
     two = write_add_run(tmp_path / "two", n_train=n_train, n_dev=3, paths_per_q=1)
     r = run_cli("train", str(one), "-c", str(cfg))
     assert r.returncode == 0, r.stderr
-    r = _two(two, cfg)
+    r = _two(two, cfg, env)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((two / "logs" / "train_summary.json").read_text())
     assert (summary["processes"], summary["engine"]) == (2, "fsdp")
@@ -236,3 +242,19 @@ def test_fsdp_on_cpu_fixes_glibcs_mmap_threshold_unless_the_user_set_one(monkeyp
     assert return_freed_memory() is False  # the user's setting stands
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     assert return_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_rank0_loading_needs_the_fsdp_engine(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from cotdistill.errors import CotdistillError
+    from cotdistill.training.engines import choose
+
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    acc = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, num_processes=2, print=print)
+    spec = method_spec("sft-multi").load()
+    with pytest.raises(CotdistillError, match="reads the students' weights on rank 0 only.*train.engine: fsdp"):
+        choose(acc, spec, load_config(write_config(tmp_path / "c.yaml", [TINY], engine="ddp")))
+    assert choose(acc, spec, load_config(write_config(tmp_path / "c.yaml", [TINY], engine="fsdp"))) is True

@@ -7,6 +7,7 @@ or ``tiny-llama`` built from a config, with a byte-level BPE tokenizer trained o
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -128,17 +129,26 @@ def _add_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
     return get_peft_model(model, cfg)
 
 
-def _load_pretrained(sc: StudentConfig) -> tuple[Any, nn.Module]:
-    """Tokenizer and float32 model of an ``hf`` directory or a ``gguf`` file; a load failure is one line."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_pretrained(sc: StudentConfig, meta: bool = False) -> tuple[Any, nn.Module]:
+    """Tokenizer and float32 model of an ``hf`` directory or a ``gguf`` file (``meta``: the model built from its
+    config on the meta device, no weights read); a load failure is one line."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
         if sc.kind == "hf":
+            if meta:
+                with torch.device("meta"):
+                    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sc.path), dtype=torch.float32)
+                return AutoTokenizer.from_pretrained(sc.path), model
             return AutoTokenizer.from_pretrained(sc.path), AutoModelForCausalLM.from_pretrained(
                 sc.path, dtype=torch.float32
             )
         f = resolve_gguf(str(sc.path))
         tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
+        if meta:
+            config = AutoConfig.from_pretrained(f.parent, gguf_file=f.name)
+            with torch.device("meta"):
+                return tok, AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         from transformers import GgufConfig
 
         # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
@@ -156,10 +166,13 @@ def _load_pretrained(sc: StudentConfig) -> tuple[Any, nn.Module]:
     return tok, model
 
 
-def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_dir: Path | None = None) -> BuiltStudent:
+def build_student(
+    sc: StudentConfig, texts: Iterable[str] | None = None, cache_dir: Path | None = None, meta: bool = False
+) -> BuiltStudent:
     """Model + tokenizer for one student config (seed torch first for a reproducible from-scratch init).
 
     ``texts`` (the train split's prompts and path texts) are only used by presets, to train their tokenizer.
+    ``meta``: the model's structure on the meta device, no weights (FSDP fills its shards from rank 0).
     """
     if sc.kind == "preset":
         if sc.preset is None:
@@ -168,7 +181,8 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
             raise ConfigError(f"student '{sc.name}': a preset needs the run's text to train its tokenizer")
         vocab = int(sc.size.get("vocab", PRESET_DEFAULTS[sc.preset]["vocab"]))
         tok = train_tokenizer(texts, vocab, cache_dir)
-        model = _preset_model(sc.preset, sc.size, len(tok))
+        with _on_meta(meta):
+            model = _preset_model(sc.preset, sc.size, len(tok))
     elif sc.kind in ("hf", "gguf"):
         check_student_source(sc)
         if sc.quantization is not None:
@@ -176,7 +190,7 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
 
             tok, model = load_quantized(sc)
         else:
-            tok, model = _load_pretrained(sc)
+            tok, model = _load_pretrained(sc, meta)
     else:  # pragma: no cover - pydantic guards the literal
         raise ConfigError(f"unknown student kind {sc.kind}")
     if tok.pad_token_id is None:
@@ -186,17 +200,25 @@ def build_student(sc: StudentConfig, texts: Iterable[str] | None = None, cache_d
     model.config.pad_token_id = tok.pad_token_id
     lora = sc.lora is not None
     if lora:
-        model = _add_lora(model, dict(sc.lora or {}))
+        with _on_meta(meta):
+            model = _add_lora(model, dict(sc.lora or {}))
     return BuiltStudent(sc.name, model, tok, lora)
 
 
+def _on_meta(meta: bool) -> Any:
+    """A context that creates tensors on the meta device (``meta``), else changes nothing."""
+    return torch.device("meta") if meta else contextlib.nullcontext()
+
+
 def initial_student(
-    sc: StudentConfig, index: int, seed: int, texts: Iterable[str] | None, cache_dir: Path | None, lora: bool = True
-) -> BuiltStudent:
+    sc: StudentConfig, index: int, seed: int, texts: Iterable[str] | None, cache_dir: Path | None, lora: bool = True,
+    meta: bool = False,
+) -> BuiltStudent:  # fmt: skip
     """Student ``index`` of a run exactly as training starts it: torch seeded from the run seed and the student's
     position (so a preset's random init is the same every time), then built. ``lora=False`` leaves the adapters
-    out: the same outputs (LoRA starts at zero), less work when only evaluating the starting point."""
+    out: the same outputs (LoRA starts at zero), less work when only evaluating the starting point. ``meta``: its
+    structure only (see :func:`build_student`)."""
     from cotdistill.training.rng import set_seed
 
     set_seed(seed * 7919 + index)
-    return build_student(sc if lora else sc.model_copy(update={"lora": None}), texts, cache_dir)
+    return build_student(sc if lora else sc.model_copy(update={"lora": None}), texts, cache_dir, meta)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cotdistill.errors import CotdistillError
-from cotdistill.training.sharding import check_fsdp
+from cotdistill.training.sharding import check_fsdp, rank0_loading
 
 
 def engine_name(distributed_type: Any) -> str:
@@ -37,6 +37,11 @@ def choose(acc: Any, method: type, cfg: Any) -> bool:
     fsdp = wants_fsdp(cfg.train.engine, acc.distributed_type, acc.num_processes)
     if fsdp:
         check_fsdp(method, cfg)
+    elif acc.num_processes > 1 and rank0_loading():
+        raise CotdistillError(
+            "fsdp_cpu_ram_efficient_loading (FSDP_CPU_RAM_EFFICIENT_LOADING) reads the students' weights on rank 0 "
+            "only, which needs train.engine: fsdp; set it false to train with ddp"
+        )
     elif cfg.train.engine == "fsdp" and acc.num_processes == 1:
         acc.print("note: train.engine fsdp with one process: nothing to shard across, the students stay whole")
     return fsdp

@@ -37,6 +37,7 @@ from cotdistill.training.logs import Logs
 from cotdistill.training.methods.base import Batch, Example, Method, StepInfo
 from cotdistill.training.methods.registry import method_spec
 from cotdistill.training.optim import build_optimizer
+from cotdistill.training.placing import build_students
 from cotdistill.training.rng import set_seed
 from cotdistill.training.saving import StudentSaver
 from cotdistill.training.student import Student
@@ -82,30 +83,11 @@ class Trainer:
 
     # ---- setup
     def _build_students(self, data: TrainData) -> list[Student]:
-        from cotdistill.students.build import initial_student
-
         presets = any(s.kind == "preset" for s in self.cfg.students)
         texts = list(tokenizer_texts(data, self.cfg.prompt)) if presets else None
         self.saver = StudentSaver(self.cfg, self.main, self.fsdp, texts, self.run.tokenizers_cache)
         mesh = sharding.device_mesh(self.device, self.world) if self.fsdp else None
-        out = []
-        for i, sc in enumerate(self.cfg.students):
-            with self.acc.main_process_first():  # rank 0 trains/caches the tokenizer, the others read it
-                b = initial_student(sc, i, self.cfg.seed, texts, self.run.tokenizers_cache)
-            device = self.student_device(sc)
-            if sc.quantization is None:  # a 4-bit model is placed when it loads and cannot be moved
-                b.model.to(device)
-            if self.tc.gradient_checkpointing:
-                b.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            if mesh is not None:
-                sharding.shard_model(b.model, mesh)
-            b.model.train()
-            out.append(Student(sc.name, b.model, b.tokenizer, device, self.bf16, b.lora))
-        return out
-
-    def student_device(self, sc: Any) -> torch.device:
-        """Where student ``sc`` lives: its ``students[].device``, else the loop's (Accelerate's) device."""
-        return torch.device(sc.device) if getattr(sc, "device", None) else self.device
+        return build_students(self.cfg, self.acc, texts, self.run.tokenizers_cache, mesh, self.bf16)
 
     def _setup(self, data: TrainData) -> None:
         """Students, method, examples (tokenised once per student), epoch length, optimizer and logs."""

@@ -29,10 +29,6 @@ def check_fsdp(method: type, cfg: Any) -> None:
     """Refuse, in one line, what FSDP cannot run: a method whose forwards depend on the data (or settings of one
     that make them so), 4-bit students and students placed on their own devices."""
     tc = cfg.train
-    if os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true"):
-        # transformers then loads real weights on rank 0 only (meta tensors elsewhere), for Accelerate's prepare to
-        # broadcast; cotdistill shards the students itself, so every process must load them
-        raise ConfigError("train.engine fsdp: set fsdp_cpu_ram_efficient_loading: false in the Accelerate config")
     if not getattr(method, "fsdp_ready", False):
         raise ConfigError(
             f"train.engine fsdp: method '{tc.method}' runs data-dependent forwards of its students (processes would "
@@ -45,6 +41,27 @@ def check_fsdp(method: type, cfg: Any) -> None:
         if sc.quantization is not None or sc.device:
             what = "students[].quantization" if sc.quantization is not None else "students[].device"
             raise ConfigError(f"train.engine fsdp: student '{sc.name}' sets {what}, which FSDP does not shard; use ddp")
+
+
+def rank0_loading() -> bool:
+    """Whether only rank 0 reads the students' weights (Accelerate's ``fsdp_cpu_ram_efficient_loading: true``, which
+    ``accelerate launch`` passes as ``FSDP_CPU_RAM_EFFICIENT_LOADING``): the other processes build each student on
+    the meta device and receive their shards from rank 0 (:func:`fill_from_rank0`)."""
+    return os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true")
+
+
+def fill_from_rank0(model: nn.Module, full: dict[str, torch.Tensor], device: torch.device) -> None:
+    """After :func:`shard_model`: each process's shards of ``model`` from rank 0's whole weights ``full`` (empty on
+    the other ranks, whose model is on the meta device), and every buffer from rank 0 (the rotary frequencies are
+    buffers outside the state dict). A collective."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if dist.get_rank() != 0:
+        model.to_empty(device=device)
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for _, buf in model.named_buffers():
+        dist.broadcast(buf, 0)
 
 
 def _units(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
