@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cotdistill.config import RunConfig, dump_config, load_config
 from cotdistill.io import atomic_write_text
+from cotdistill.lock import acquire_run_lock, launched_rank_zero
 from cotdistill.rundir import RunDir
 
 
@@ -38,11 +39,7 @@ def resolve_run(
     preflight(cfg, checks if checks is not None else FOR_COMMAND.get(lock or "", ()))
     run = RunDir.at(run_dir or cfg.resolved_run_dir()).ensure()
     if lock is not None:
-        from cotdistill.lock import acquire_run_lock
-
         acquire_run_lock(run.root, lock)
-    from cotdistill.lock import launched_rank_zero
-
     if launched_rank_zero() and (config is None or Path(config).resolve() != run.config.resolve() or overrides):
         atomic_write_text(run.config, dump_config(cfg))
     return run, cfg

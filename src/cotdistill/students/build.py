@@ -136,24 +136,22 @@ def _load_pretrained(sc: StudentConfig, meta: bool = False) -> tuple[Any, nn.Mod
 
     try:
         if sc.kind == "hf":
-            if meta:
-                with torch.device("meta"):
-                    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sc.path), dtype=torch.float32)
-                return AutoTokenizer.from_pretrained(sc.path), model
-            return AutoTokenizer.from_pretrained(sc.path), AutoModelForCausalLM.from_pretrained(
-                sc.path, dtype=torch.float32
-            )
-        f = resolve_gguf(str(sc.path))
-        tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
+            where, kw = str(sc.path), {}
+        else:
+            f = resolve_gguf(str(sc.path))
+            where, kw = str(f.parent), {"gguf_file": f.name}
+        tok = AutoTokenizer.from_pretrained(where, **kw)
         if meta:
-            config = AutoConfig.from_pretrained(f.parent, gguf_file=f.name)
-            with torch.device("meta"):
+            config = AutoConfig.from_pretrained(where, **kw)
+            with _on_meta(True):
                 return tok, AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if sc.kind == "hf":
+            return tok, AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
         from transformers import GgufConfig
 
         # dequantize=True: a dense float model that trains (LoRA or full) and saves as plain safetensors
         model = AutoModelForCausalLM.from_pretrained(
-            f.parent, gguf_file=f.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+            where, **kw, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
         )
     except ConfigError:
         raise
