@@ -109,3 +109,31 @@ def test_student_forward_is_response_token_mean_ce(tok):
     assert out.hidden is not None and out.hidden.shape == (2, 32)
     out.loss.sum().backward()
     assert all(p.grad is not None for p in b.model.parameters())
+
+
+def test_max_paths_per_teacher_keeps_each_teachers_first_paths(tmp_path):
+    """Two teachers, the first one's 3 paths first in the file: a per-teacher cap of 1 keeps one of each teacher,
+    where ``max_paths: 2`` alone keeps the first teacher's two; filter-rejected paths stay and are not counted."""
+    from cotdistill.io import atomic_write_jsonl
+    from cotdistill.records import ReasoningPath, path_id, read_paths
+    from cotdistill.training.data import load_train_data
+
+    run = RunDir(write_add_run(tmp_path / "r", n_train=4, n_dev=0, paths_per_q=1))
+    rows = []
+    for p in read_paths(run.filtered):
+        for teacher, k, kept in [("gpt", 0, False), ("gpt", 1, True), ("gpt", 2, True), ("smol", 0, True)]:
+            rows.append(
+                ReasoningPath(**{**p.model_dump(), "id": path_id(p.question_id, teacher, "cot", k), "teacher": teacher,
+                                 "sample": k, "checks": {"kept": kept}})
+            )  # fmt: skip
+    atomic_write_jsonl(run.filtered, rows)
+
+    def kept_by_teacher(**caps):
+        data = load_train_data(run, **caps)
+        kept = [p for p in data.train_paths if p.checks["kept"]]
+        return sorted({t: sum(p.teacher == t for p in kept) for t in ("gpt", "smol")}.items()), len(data.train_paths)
+
+    assert kept_by_teacher(max_paths=2) == ([("gpt", 8), ("smol", 0)], 12)
+    assert kept_by_teacher(max_paths_per_teacher=1) == ([("gpt", 4), ("smol", 4)], 12)
+    assert kept_by_teacher(max_paths=1, max_paths_per_teacher=1) == ([("gpt", 4), ("smol", 0)], 8)
+    assert kept_by_teacher() == ([("gpt", 8), ("smol", 4)], 16)

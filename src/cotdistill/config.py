@@ -235,6 +235,12 @@ class TrainConfig(Section):
     )
     length_grouping: bool = Field(True, description="path batching: group similar lengths (less padding)")
     max_paths: int | None = Field(None, ge=1, description="at most this many kept paths per question (file order)")
+    max_paths_per_teacher: int | None = Field(
+        None,
+        ge=1,
+        description="at most this many kept paths per question from each teacher (file order; applied before "
+        "max_paths)",
+    )
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     engine: Literal["auto", "ddp", "fsdp"] = Field(
         "auto",

@@ -36,10 +36,11 @@ class TrainData:
         return sum(is_kept(p) for p in self.train_paths)
 
 
-def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
+def load_train_data(run: RunDir, max_paths: int | None = None, max_paths_per_teacher: int | None = None) -> TrainData:
     """Read questions and paths: ``filtered.jsonl`` (kept = ``checks.kept``) or, when no filter ran, every path of
     ``paths.jsonl`` marked kept; with ``max_paths``, a question's kept train paths after the first ``max_paths``
-    (in file order) are left out.
+    (in file order) are left out, and with ``max_paths_per_teacher`` those after the first ones of each (question,
+    teacher), applied first, so that a teacher whose paths come first in the file does not take every place.
 
     A ``filtered.jsonl`` made from another ``paths.jsonl`` (re-imported or regenerated since) is an error saying
     so. Paths naming no question of ``questions.jsonl`` and repeated path ids are skipped and counted; when no
@@ -58,7 +59,7 @@ def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
     dev_q = {k: q for k, q in qs.items() if q.split == "dev"}
     data = TrainData(train_q, dev_q, [], [], fallback)
     seen: set[str] = set()
-    per_q: dict[str, int] = {}
+    cap = _PathCap(max_paths, max_paths_per_teacher)
     total = 0
     for p in read_paths(src):
         total += 1
@@ -72,10 +73,8 @@ def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
         if fallback:
             p.checks = {**p.checks, "kept": True}
         if p.question_id in train_q:
-            if max_paths is not None and is_kept(p):
-                per_q[p.question_id] = per_q.get(p.question_id, 0) + 1
-                if per_q[p.question_id] > max_paths:
-                    continue
+            if is_kept(p) and not cap.admit(p):
+                continue
             data.train_paths.append(p)
         elif p.question_id in dev_q:
             data.dev_paths.append(p)
@@ -85,6 +84,25 @@ def load_train_data(run: RunDir, max_paths: int | None = None) -> TrainData:
         hint = "re-run cotdistill filter" if not fallback else "re-import or re-generate them"
         raise CotdistillError(f"{src}: none of its {total} paths belongs to a question of {run.questions} ({hint})")
     return data
+
+
+class _PathCap:
+    """Counts kept train paths per question and per (question, teacher) and says whether one more fits."""
+
+    def __init__(self, per_question: int | None, per_teacher: int | None) -> None:
+        self.per_question, self.per_teacher = per_question, per_teacher
+        self.by_q: dict[str, int] = {}
+        self.by_qt: dict[tuple[str, str], int] = {}
+
+    def admit(self, p: ReasoningPath) -> bool:
+        qt = (p.question_id, p.teacher)
+        if self.per_teacher is not None and self.by_qt.get(qt, 0) >= self.per_teacher:
+            return False
+        if self.per_question is not None and self.by_q.get(p.question_id, 0) >= self.per_question:
+            return False
+        self.by_qt[qt] = self.by_qt.get(qt, 0) + 1
+        self.by_q[p.question_id] = self.by_q.get(p.question_id, 0) + 1
+        return True
 
 
 def check_filtered_is_current(run: RunDir) -> None:

@@ -208,7 +208,7 @@ class Trainer:
 
     # ---- the run
     def fit(self) -> dict[str, Any]:
-        data = load_train_data(self.run, self.tc.max_paths)
+        data = load_train_data(self.run, self.tc.max_paths, self.tc.max_paths_per_teacher)
         self._setup(data)
         st, resumed_from = self._start()
         if self.tc.trackers:  # Accelerate's trackers exist only after init_trackers
