@@ -137,3 +137,16 @@ def test_max_paths_per_teacher_keeps_each_teachers_first_paths(tmp_path):
     assert kept_by_teacher(max_paths_per_teacher=1) == ([("gpt", 4), ("smol", 4)], 12)
     assert kept_by_teacher(max_paths=1, max_paths_per_teacher=1) == ([("gpt", 4), ("smol", 0)], 8)
     assert kept_by_teacher() == ([("gpt", 8), ("smol", 4)], 16)
+
+
+def test_bf16_auto_on_a_cpu_follows_its_bf16_kernels(monkeypatch):
+    """``train.bf16: auto`` autocasts on a CPU only where it has bf16 kernels (AVX512 or Arm bf16): on an AVX2-only
+    CPU autocast runs reference kernels, 0.03x fp32 for SmolLM2 + LoRA (docs/benchmarks.md). true/false force it."""
+    from cotdistill.training import loop
+
+    cpu = torch.device("cpu")
+    assert loop.use_bf16("auto", cpu) is loop.cpu_has_fast_bf16()  # this machine's own answer
+    for fast in (True, False):
+        monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert loop.use_bf16("auto", cpu) is fast
+        assert loop.use_bf16(True, cpu) is True and loop.use_bf16(False, cpu) is False

@@ -218,7 +218,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, description="gradient clipping norm (0: off)")
     max_length: int = Field(512, ge=16, description="longer examples are dropped whole and counted, never cut")
-    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on CPU and bf16-capable GPUs")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on bf16 GPUs and AVX512 CPUs")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: once per epoch)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="the method's settings (see train.options.* below, per method)"
@@ -238,8 +238,7 @@ class TrainConfig(Section):
     max_paths_per_teacher: int | None = Field(
         None,
         ge=1,
-        description="at most this many kept paths per question from each teacher (file order; applied before "
-        "max_paths)",
+        description="at most this many kept paths per question from each teacher (file order; before max_paths)",
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     engine: Literal["auto", "ddp", "fsdp"] = Field(
@@ -344,14 +343,10 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        names = [t.name for t in self.teachers]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"teacher names must be unique (repeated: {', '.join(dup)})")
-        snames = [s.name for s in self.students]
-        sdup = sorted({n for n in snames if snames.count(n) > 1})
-        if sdup:
-            raise ValueError(f"student names must be unique (repeated: {', '.join(sdup)})")
+        names, snames = [t.name for t in self.teachers], [s.name for s in self.students]
+        for kind, listed in (("teacher", names), ("student", snames)):
+            if dup := sorted({n for n in listed if listed.count(n) > 1}):
+                raise ValueError(f"{kind} names must be unique (repeated: {', '.join(dup)})")
         unknown = sorted(set(self.bench.single_students or []) - set(snames))
         if unknown:
             raise ValueError(f"bench.single_students: not among the students ({', '.join(unknown)})")

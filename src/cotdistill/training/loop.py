@@ -47,12 +47,18 @@ SCHEMA_VERSION = 1
 KILL_ENV = "COTDISTILL_TEST_SIGKILL_AT_STEP"  # tests only: SIGKILL this process after that optimizer step
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matmul kernels (AVX512 or Arm bf16, as oneDNN needs them): on an AVX2-only CPU
+    bf16 autocast falls back to slow reference kernels (SmolLM2 + LoRA training 0.03x fp32, docs/benchmarks.md)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
-    """``train.bf16``: ``auto`` is on for CPU and bf16-capable CUDA devices."""
+    """``train.bf16``: ``auto`` is on for bf16-capable CUDA devices and for CPUs with fast bf16 kernels."""
     if setting == "auto":
         if device.type == "cuda":
             return torch.cuda.is_bf16_supported()
-        return device.type == "cpu"
+        return device.type == "cpu" and cpu_has_fast_bf16()
     return bool(setting)
 
 
