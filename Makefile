@@ -24,11 +24,16 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# Tests run in TEST_WORKERS pytest-xdist processes, each torch on one thread (two torch processes with a thread per
+# core each spin against each other); multi-process tests rendezvous on free ports, so any two can run at once.
+TEST_WORKERS ?= 2
+TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
+
 test: lint
-	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/pytest -q
+	$(TEST_ENV) $(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
-	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/pytest -q -m slow
+	$(TEST_ENV) $(BIN)/pytest -q -n $(TEST_WORKERS) -m slow
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/cotdistill demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.run(
         [sys.executable, "-m", "cotdistill.cli", *args], capture_output=True, text=True, cwd=cwd, env=full_env
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: multi-process tests rendezvous there, so tests in parallel never collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int = 2) -> list[str]:
+    """``torchrun --nproc_per_node N`` on a free rendezvous port, running ``cotdistill``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_port", str(free_port()), "-m", "cotdistill.cli"]  # fmt: skip
+
+
+def accelerate_launch(config: Path) -> list[str]:
+    """``accelerate launch --config_file CONFIG`` on a free rendezvous port, running ``cotdistill``."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+            "--main_process_port", str(free_port()), "-m", "cotdistill.cli"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, torchrun
 from test_compact_reductions import TINY, write_run
 
 
@@ -37,7 +36,7 @@ def test_two_process_compact_run_matches_one_process(tmp_path, variant):
     r = run_cli("train", str(one), "-c", str(tmp_path / "c.yaml"))
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cotdistill.cli", "train"]
+    cmd = [*torchrun(), "train"]
     r = subprocess.run([*cmd, str(two), "-c", str(tmp_path / "c.yaml")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "logs" / "train_summary.json").read_text())["processes"] == 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import torch
 
 import cotdistill.training.methods.qr_distill.method as qr_method
 import cotdistill.training.methods.qr_distill.stats as qr_stats
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, torchrun
 from cotdistill.config import RunConfig
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods.base import StepInfo
@@ -98,7 +97,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     r = run_cli("train", str(one.root), "-c", str(one.root / "qr.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cotdistill.cli", "train"]
+    cmd = [*torchrun(), "train"]
     r = subprocess.run([*cmd, str(two.root), "-c", str(two.root / "qr.yaml")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two.logs / "train_summary.json").read_text())["processes"] == 2

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, run_cli
+from conftest import REPO, accelerate_launch, run_cli, torchrun
 from cotdistill.config import StudentConfig
 from cotdistill.students import build_student
 from cotdistill.students.encoding import collate, encode
@@ -49,7 +48,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     r = run_cli("train", str(one), "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cotdistill.cli", "train"]
+    cmd = [*torchrun(), "train"]
     r = subprocess.run([*cmd, str(two), "-c", str(cfg)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "logs" / "train_summary.json").read_text())["processes"] == 2
@@ -73,7 +72,8 @@ ANSWERS = {"answer_examples": True}
 
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("sft-multi", {}), ("step-by-step", {}), ("qr-distill", {}), ("sft-multi", ANSWERS),
+    [pytest.param("sft-multi", {}, marks=SLOW),  # the answer-examples run below covers the plain one and more
+     ("step-by-step", {}), ("qr-distill", {}), ("sft-multi", ANSWERS),
      pytest.param("qr-distill", ANSWERS, marks=SLOW), pytest.param("compact", {}, marks=SLOW)],
 )  # fmt: skip
 def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path, method, options):
@@ -90,8 +90,7 @@ def test_accelerate_launch_with_the_cpu_ddp_config_matches_one_process(tmp_path,
     r = run_cli("train", str(one), "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(REPO / "configs" / "accelerate" / "cpu-ddp.yaml"), "-m", "cotdistill.cli", "train"]  # fmt: skip
+    launch = [*accelerate_launch(REPO / "configs" / "accelerate" / "cpu-ddp.yaml"), "train"]
     r = subprocess.run([*launch, str(two), "-c", str(cfg)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((two / "logs" / "train_summary.json").read_text())["processes"] == 2
