@@ -106,10 +106,12 @@ def test_the_console_of_run_shows_every_stage_by_name(tmp_path):
     assert "questions: up to date, skipped" in r.stderr
 
 
-def test_the_dev_check_and_eval_answer_with_the_same_text(tmp_path):
+def test_the_dev_check_and_eval_answer_with_the_same_text(tmp_path, monkeypatch):
     """One tiny student: the dev check's answers (the in-memory training student) and ``cotdistill eval`` (the
-    saved student, from disk) give the same generations for the same questions."""
+    saved student, from disk) give the same generations for the same questions, also when training autocasts in
+    bf16: the dev check decodes at eval's precision (``eval.bf16``; fp32 on CPU), not training's."""
     from cotdistill.students import build_student, save_student
+    from cotdistill.training import devcheck
     from cotdistill.training.data import load_train_data, tokenizer_texts
     from cotdistill.training.devcheck import dev_answers
     from cotdistill.training.student import Student
@@ -126,8 +128,12 @@ def test_the_dev_check_and_eval_answer_with_the_same_text(tmp_path):
     save_student(built.model, built.tokenizer, run.students / "s")
     data = load_train_data(run)
     dev_qs = list(data.dev_questions.values())
-    student = Student("s", built.model, built.tokenizer, torch.device("cpu"), bf16=False, lora=False)
+    student = Student("s", built.model, built.tokenizer, torch.device("cpu"), bf16=True, lora=False)
+    seen = []
+    real = devcheck.answer_questions
+    monkeypatch.setattr(devcheck, "answer_questions", lambda *a, **k: seen.append(k["bf16"]) or real(*a, **k))
     in_memory = [a.generation.text for a in dev_answers(student, data, cfg)]
+    assert seen == [False]
     r = run_cli("eval", str(root), "-c", str(tmp_path / "c.yaml"), *(x for o in overrides for x in ("--set", o)))
     assert r.returncode == 0, r.stderr
     outputs = [json.loads(x) for x in run.outputs.read_text().splitlines()]

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from cotdistill.records import Question
 from cotdistill.students.generate import Generation, generate
 from cotdistill.students.prompt import question_prompt, render_prompt
@@ -29,6 +31,14 @@ class Answered:
     @property
     def truncated(self) -> bool:
         return (not self.generation.hit_eos) and self.answer is None
+
+
+def eval_bf16(setting: bool | str, device: torch.device) -> bool:
+    """``eval.bf16``: ``auto`` is on for bf16-capable CUDA only. On CPU, AVX512-BF16 included, greedy decoding in
+    bf16 measured slower than fp32 (benchmarks/bench_eval_bf16.py: autocast 0.59x, bf16 weights 0.88x)."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def student_prompt(tokenizer: Any, q: Question, policy: str = "core") -> str:

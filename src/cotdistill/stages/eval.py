@@ -23,6 +23,7 @@ import torch
 
 from cotdistill.config import RunConfig
 from cotdistill.errors import CotdistillError
+from cotdistill.evaluation.answering import eval_bf16
 from cotdistill.evaluation.metrics import before_after, compute_metrics
 from cotdistill.evaluation.probes import load_probes
 from cotdistill.evaluation.suite import EvalCache, EvalSets, ModelEval, evaluate_model
@@ -38,14 +39,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def eval_bf16(setting: bool | str, device: torch.device) -> bool:
-    """``eval.bf16``: ``auto`` is on for bf16-capable CUDA only. On CPU, AVX512-BF16 included, greedy decoding in
-    bf16 measured slower than fp32 (benchmarks/bench_eval_bf16.py: autocast 0.59x, bf16 weights 0.88x)."""
-    if setting != "auto":
-        return bool(setting)
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def eval_questions(run: RunDir, split: str) -> list[Question]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from cotdistill.config import RunConfig
-from cotdistill.evaluation.answering import Answered, answer_questions
+from cotdistill.evaluation.answering import Answered, answer_questions, eval_bf16
 from cotdistill.records import is_kept
 from cotdistill.students.encoding import collate, encode, pad_id
 from cotdistill.students.prompt import question_prompt
@@ -58,7 +58,8 @@ def dev_answers(s: Student, data: TrainData, cfg: RunConfig) -> list[Answered]:
     """``s``'s greedy answers to the dev questions, through the evaluation's own answering."""
     qs = list(data.dev_questions.values())
     tc = cfg.train
-    return answer_questions(s.model, s.tokenizer, qs, tc.dev_max_new_tokens, tc.batch_size, cfg.prompt, bf16=s.bf16)
+    bf16 = eval_bf16(cfg.eval.bf16, s.device)  # eval's precision, not training's: bf16 changes greedy answers
+    return answer_questions(s.model, s.tokenizer, qs, tc.dev_max_new_tokens, tc.batch_size, cfg.prompt, bf16=bf16)
 
 
 def dev_accuracy(s: Student, data: TrainData, cfg: RunConfig) -> float:
