@@ -9,7 +9,12 @@ import pytest
 
 from cotdistill.report.document import Figure, Section, Table
 from cotdistill.report.sections import compact_section
-from cotdistill.training.methods.compact.plot import mean_weights, plot_weight_trajectory, top_weight_share
+from cotdistill.training.methods.compact.plot import (
+    mean_weights,
+    moving_average,
+    plot_weight_trajectory,
+    top_weight_share,
+)
 
 
 def write_log(path, rows):
@@ -48,3 +53,11 @@ def test_mean_weights_by_group_and_top_share(tmp_path):
     assert top_weight_share(log) == pytest.approx({"a": 0.5, "b": 0.5})
     assert top_weight_share(log, from_step=1) == pytest.approx({"a": 0.0, "b": 1.0})
     assert plot_weight_trajectory(log, tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_trajectory_is_smoothed_by_a_trailing_mean():
+    # a step holds a few questions, so the report draws each step faint and a trailing mean bold
+    assert moving_average([0.0, 1.0, 2.0, 3.0], 2) == pytest.approx([0.0, 0.5, 1.5, 2.5])
+    assert moving_average([0.4, 0.6], 1) == [0.4, 0.6]
+    assert moving_average([0.4, 0.6], 0) == [0.4, 0.6]
+    assert moving_average([], 3) == []

@@ -15,6 +15,7 @@ from cotdistill.report.accuracy import accuracy_section
 from cotdistill.report.document import Figure, Part, Pre, Section, Table, Text, fig_png, pct
 from cotdistill.results import BenchResult
 from cotdistill.rundir import RunDir
+from cotdistill.training.methods.compact.plot import moving_average
 
 
 def _skipped_note(skipped: list[int], path: Path) -> list[Part]:
@@ -230,18 +231,24 @@ def compact_section(sec: Section, path: Path) -> None:
     header = ["teacher", "records", "mean weight", *[f"mean {k}" for k in signals], "top weight"]
     sec.parts.append(Table(header, rows))
 
+    n_steps = max(len(per_step[t]) for t in teachers)
+    window = max(1, n_steps // 20)
+
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
-        for t in teachers:
+        for i, t in enumerate(teachers):
             steps = sorted(per_step[t])
-            ax.plot(steps, [statistics.fmean(per_step[t][s]) for s in steps], label=t, lw=1.2)
+            ws = [statistics.fmean(per_step[t][s]) for s in steps]
+            ax.plot(steps, ws, color=f"C{i}", lw=0.6, alpha=0.3)
+            ax.plot(steps, moving_average(ws, window), color=f"C{i}", lw=1.6, label=t)
         ax.axhline(1 / len(teachers), color="grey", ls="--", lw=1, label=f"1/K = 1/{len(teachers)}")
         ax.set_xlabel("step")
         ax.set_ylabel("mean weight")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
 
-    sec.parts.append(Figure("compact_weights", fig_png(draw, 8, 3.5), "Mean weight per teacher over steps"))
+    caption = "Mean weight per teacher per step (faint) and its moving average over"
+    sec.parts.append(Figure("compact_weights", fig_png(draw, 8, 3.5), f"{caption} {window} step(s) (bold)"))
 
 
 def loss_section(sec: Section, path: Path) -> None:

@@ -29,6 +29,13 @@ def weight_trajectory(log: str | os.PathLike) -> dict[str, list[tuple[int, float
     return {t: [(s, sum(ws) / len(ws)) for s, ws in sorted(by_step.items())] for t, by_step in sorted(sums.items())}
 
 
+def moving_average(xs: list[float], k: int) -> list[float]:
+    """Trailing mean of ``xs`` over ``k`` values (fewer at the start): a per-step weight over a few questions per
+    step is too noisy to read as a trajectory."""
+    k = max(1, k)
+    return [sum(xs[max(0, i - k + 1) : i + 1]) / len(xs[max(0, i - k + 1) : i + 1]) for i in range(len(xs))]
+
+
 def plot_weight_trajectory(log: str | os.PathLike, out: str | os.PathLike, smooth: int = 5) -> Path:
     """A PNG of each teacher's mean weight per step (moving average over ``smooth`` steps), with the 1/K line."""
     import matplotlib
@@ -41,9 +48,7 @@ def plot_weight_trajectory(log: str | os.PathLike, out: str | os.PathLike, smoot
     for teacher, pts in traj.items():
         steps = [s for s, _ in pts]
         ws = [w for _, w in pts]
-        k = max(1, smooth)
-        avg = [sum(ws[max(0, i - k + 1) : i + 1]) / len(ws[max(0, i - k + 1) : i + 1]) for i in range(len(ws))]
-        ax.plot(steps, avg, label=teacher)
+        ax.plot(steps, moving_average(ws, smooth), label=teacher)
     if traj:
         ax.axhline(1 / len(traj), color="grey", linestyle="--", linewidth=1, label=f"1/K = 1/{len(traj)}")
     ax.set_xlabel("step")
