@@ -10,6 +10,7 @@ union are printed. Sides: the paper variant with default options, then (``--brea
 off (S_MI: the gold pass; L_MCon: the answer distributions and cache continuations; S_cons), and v1 (``--v1``).
 
     PYTHONPATH=src python benchmarks/bench_compact_step.py --train 60 --steps 30 --threads 1 --breakdown
+    PYTHONPATH=src python benchmarks/bench_compact_step.py --gguf smollm2 --batch-size 8 --steps 8 --breakdown
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--styles", default="vanilla,cot")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--n-layer", type=int, default=2)
+    ap.add_argument("--gguf", default=None, help="a pretrained student instead of the preset (e.g. smollm2), LoRA r16")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench_compact_step")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
@@ -63,19 +65,22 @@ def main() -> None:
     cfg = RunConfig.model_validate(
         {"seed": args.seed, "train": {"method": "compact", "options": {"unfiltered": True, "warmup_ratio": 0.0}}}
     )
-    sc = StudentConfig(
-        name="s",
-        kind="preset",
-        preset="tiny-gpt2",
-        size={"vocab": 600, "d_model": args.d_model, "n_layer": args.n_layer},
-    )
+    if args.gguf:
+        sc = StudentConfig(name="s", kind="gguf", path=args.gguf, lora={"r": 16, "alpha": 32, "dropout": 0.0})
+    else:
+        sc = StudentConfig(
+            name="s",
+            kind="preset",
+            preset="tiny-gpt2",
+            size={"vocab": 600, "d_model": args.d_model, "n_layer": args.n_layer},
+        )
     texts = [q.question for q in questions.values()] + [p.text for p in paths]
 
     def student() -> Student:
         torch.manual_seed(args.seed)
         b = build_student(sc, texts, Path(args.out) / "tok")
         b.model.train()
-        return Student("s", b.model, b.tokenizer, torch.device("cpu"), False, False)
+        return Student("s", b.model, b.tokenizer, torch.device("cpu"), False, b.lora)
 
     base = dict(cfg.train.options)
     variants = [("union", SFTMulti, {}), ("compact", CompactMethod, base)]
@@ -91,7 +96,8 @@ def main() -> None:
         c = cfg.model_copy(deep=True)
         c.train.options = dict(opts)
         m = cls(c, [s], RunDir.at(args.out))
-        sides[name] = (s, m, torch.optim.AdamW(s.model.parameters(), lr=1e-3))
+        params = [p for p in s.model.parameters() if p.requires_grad]
+        sides[name] = (s, m, torch.optim.AdamW(params, lr=1e-3))
     # the same examples (the union's = every kept path; compact: every path, all kept here) in the same batches
     examples = sides["compact"][1].examples(questions, paths)
     tok = sides["compact"][0].tokenizer
