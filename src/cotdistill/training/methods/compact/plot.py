@@ -33,7 +33,11 @@ def moving_average(xs: list[float], k: int) -> list[float]:
     """Trailing mean of ``xs`` over ``k`` values (fewer at the start): a per-step weight over a few questions per
     step is too noisy to read as a trajectory."""
     k = max(1, k)
-    return [sum(xs[max(0, i - k + 1) : i + 1]) / len(xs[max(0, i - k + 1) : i + 1]) for i in range(len(xs))]
+    out, total = [], 0.0
+    for i, x in enumerate(xs):
+        total += x - (xs[i - k] if i >= k else 0.0)
+        out.append(total / min(i + 1, k))
+    return out
 
 
 def plot_weight_trajectory(log: str | os.PathLike, out: str | os.PathLike, smooth: int = 5) -> Path:
