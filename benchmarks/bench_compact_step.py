@@ -10,7 +10,8 @@ union are printed. Sides: the paper variant with default options, then (``--brea
 off (S_MI: the gold pass; L_MCon: the answer distributions and cache continuations; S_cons), and v1 (``--v1``).
 
     PYTHONPATH=src python benchmarks/bench_compact_step.py --train 60 --steps 30 --threads 1 --breakdown
-    PYTHONPATH=src python benchmarks/bench_compact_step.py --gguf smollm2 --batch-size 8 --steps 8 --breakdown
+    PYTHONPATH=src python benchmarks/bench_compact_step.py --gguf smollm2 --train 40 --batch-size 8 --steps 6 \
+        --breakdown
 """
 
 from __future__ import annotations
