@@ -303,6 +303,7 @@ class EvalConfig(Section):
     probes: list[ProbeConfig] = Field(default_factory=list, description="question sets for forgetting (before/after)")
     drift: bool = Field(True, description="representation drift: linear CKA, mean cosine of base vs distilled states")
     drift_questions: int = Field(200, ge=2, description="questions of the first probe (else the eval split) for drift")
+    calculator: bool = Field(False, description="calculator: write arithmetic results after '=' (dev check too)")
 
 
 class BenchConfig(Section):

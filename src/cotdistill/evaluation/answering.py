@@ -55,9 +55,10 @@ def answer_questions(
     policy: str = "core",
     bf16: bool = False,
     on_batch: Callable[[list[Generation]], None] | None = None,
+    calculator: bool = False,
 ) -> list[Answered]:
     """Greedy answers of ``model`` to ``questions`` under the prompt ``policy``, in order; ``on_batch`` gets each
-    batch's generations as it finishes (progress)."""
+    batch's generations as it finishes (progress); ``calculator`` writes the results of arithmetic expressions."""
     prompts = [student_prompt(tokenizer, q, policy) for q in questions]
     gens = generate(
         model,
@@ -67,6 +68,7 @@ def answer_questions(
         batch_size,
         bf16=bf16,
         on_batch=None if on_batch is None else (lambda _, gens: on_batch(gens)),
+        calculator=calculator,
     )
     out = []
     for q, g in zip(questions, gens, strict=True):

@@ -53,6 +53,7 @@ def output_record(name: str, a: Answered) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION, "student": name, "question_id": q.id, "task": q.task, "text": g.text,
         "answer": a.answer, "gold": q.gold, "correct": a.correct, "mean_logprob": round(g.mean_logprob, 6),
         "n_tokens": g.n_tokens, "hit_eos": g.hit_eos, "truncated": a.truncated, "no_answer": a.answer is None,
+        "calculator_calls": g.calculator_calls,
     }  # fmt: skip
 
 
@@ -64,7 +65,9 @@ def _answer(model: Any, tok: Any, qs: list[Question], label: str, ec: Any, polic
             tokens[0] += sum(g.n_tokens for g in gens)
             bar.advance(len(gens), f"{tokens[0]:,} tokens")
 
-        return answer_questions(model, tok, qs, ec.max_new_tokens, ec.batch_size, policy, bf16=bf16, on_batch=tick)
+        return answer_questions(
+            model, tok, qs, ec.max_new_tokens, ec.batch_size, policy, bf16=bf16, on_batch=tick, calculator=ec.calculator
+        )
 
 
 def evaluate_model(name: str, model: Any, tok: Any, sets: EvalSets, cfg: Any, bf16: bool, label: str) -> ModelEval:

@@ -95,6 +95,7 @@ def _base_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str:
     prompt policy, the eval settings that change generations, and every question."""
     sc = cfg.students[index]
     parts = [sc.model_dump_json(exclude={"lr", "lora"}), cfg.prompt, str(cfg.eval.max_new_tokens), str(bf16),
+             "calculator" if cfg.eval.calculator else "",
              sets.digest(), str(cfg.seed) if sc.kind == "preset" else "", str(index)]  # fmt: skip
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 

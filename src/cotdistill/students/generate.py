@@ -11,6 +11,7 @@ config's); the text excludes the prompt, the EOS and special tokens.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,14 +25,16 @@ from cotdistill.students.encoding import rendered_ids
 
 @dataclass
 class Generation:
-    """One generation: decoded text (EOS and after dropped), tokens generated (EOS included), whether EOS came,
-    mean token log-prob of a greedy generation (NaN when sampled) and the prompt's token count."""
+    """One generation: decoded text (EOS and after dropped), tokens generated (EOS and calculator results
+    included), whether EOS came, mean token log-prob of the model's own greedy tokens (NaN when sampled), the
+    prompt's token count and how many results the calculator wrote (:mod:`cotdistill.students.calculator`)."""
 
     text: str
     n_tokens: int
     hit_eos: bool
     mean_logprob: float
     prompt_tokens: int = 0
+    calculator_calls: int = 0
 
 
 class _LogprobRecorder:
@@ -114,6 +117,56 @@ def _decode_row(
     return Generation(text=text, n_tokens=n, hit_eos=hit, mean_logprob=mean_lp, prompt_tokens=n_prompt)
 
 
+class _Caller:
+    """One ``model.generate`` call on left-padded token lists: new tokens per row and, when greedy, their log-probs."""
+
+    def __init__(self, model: Any, cfg: Any, pad: int, device: torch.device, autocast: Any, greedy: bool):
+        self.model, self.cfg, self.pad = model, cfg, pad
+        self.device, self.autocast, self.greedy = device, autocast, greedy
+
+    def _config(self, max_new_tokens: int) -> Any:
+        if max_new_tokens == self.cfg.max_new_tokens:
+            return self.cfg
+        cfg = copy.deepcopy(self.cfg)
+        cfg.max_new_tokens = max_new_tokens
+        return cfg
+
+    def __call__(
+        self, seqs: list[list[int]], max_new_tokens: int, stop: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        ids, mask = _left_pad(seqs, self.pad)
+        rec = _LogprobRecorder() if self.greedy else None
+        with self.autocast:
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=self._config(max_new_tokens),
+                logits_processor=LogitsProcessorList([rec] if rec is not None else []),
+                stopping_criteria=StoppingCriteriaList([stop] if stop is not None else []),
+            )
+        new = out[:, ids.shape[1] :].cpu()
+        if rec is None:
+            return new, None
+        return new, torch.stack(rec.steps, dim=1) if rec.steps else torch.zeros(len(seqs), 0)
+
+
+def _calculated(
+    call: _Caller, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos: list[int]
+) -> list[Generation]:
+    """A batch decoded with the calculator (:func:`~cotdistill.students.calculator.decode_with_calculator`)."""
+    from cotdistill.students.calculator import decode_with_calculator
+
+    rows = decode_with_calculator(call, tokenizer, prompts, max_new_tokens, set(eos))
+    out = []
+    for r in rows:
+        text = tokenizer.decode(r.tokens[:-1] if r.hit_eos else r.tokens, skip_special_tokens=True)
+        mean_lp = (sum(r.logprobs) / len(r.logprobs) if r.logprobs else -math.inf) if call.greedy else math.nan
+        out.append(Generation(text, len(r.tokens), r.hit_eos, mean_lp, len(r.prompt), r.calls))
+    return out
+
+
 @torch.inference_mode()
 def generate(
     model: Any,
@@ -128,15 +181,15 @@ def generate(
     sort_by_length: bool = True,
     bf16: bool = False,
     on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+    calculator: bool = False,
 ) -> list[Generation]:
     """Generate a continuation of every rendered prompt, returned in input order.
 
     ``seeds`` (sampling only) gives each batch the seed of its first prompt, so a batch's samples depend only on
     its prompts. ``bf16`` runs the forward passes under bf16 autocast. ``on_batch(indices, generations)`` is called
-    after each batch (progress bars, streaming writers).
+    after each batch (progress bars, streaming writers). ``calculator`` writes the result of every arithmetic
+    expression a sequence ends with ``=`` (:mod:`cotdistill.students.calculator`).
     """
-    from transformers import LogitsProcessorList
-
     was_training = model.training
     model.eval()
     eos = eos_ids(model, tokenizer)
@@ -154,26 +207,19 @@ def generate(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = _left_pad([encoded[i] for i in idx], pad)
-            rec = _LogprobRecorder() if temperature == 0 else None
             if seeds is not None and temperature > 0:
                 torch.manual_seed(int(seeds[idx[0]]))
-            with autocast:
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    generation_config=cfg,
-                    logits_processor=LogitsProcessorList([rec] if rec is not None else []),
-                )
-            new = out[:, ids.shape[1] :].cpu()
-            lp = torch.stack(rec.steps, dim=1) if rec is not None and rec.steps else None
-            if rec is not None and lp is None:
-                lp = torch.zeros(len(idx), 0)
-            batch = []
-            for row, i in enumerate(idx):
-                g = _decode_row(tokenizer, new[row], None if lp is None else lp[row], eos_t, len(encoded[i]))
+            call = _Caller(model, cfg, pad, device, autocast, greedy=temperature == 0)
+            if calculator:
+                batch = _calculated(call, tokenizer, [encoded[i] for i in idx], max_new_tokens, eos)
+            else:
+                new, lp = call([encoded[i] for i in idx], max_new_tokens)
+                batch = [
+                    _decode_row(tokenizer, new[row], None if lp is None else lp[row], eos_t, len(encoded[i]))
+                    for row, i in enumerate(idx)
+                ]
+            for i, g in zip(idx, batch, strict=True):
                 results[i] = g
-                batch.append(g)
             if on_batch is not None:
                 on_batch(idx, batch)
     finally:

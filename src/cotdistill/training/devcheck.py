@@ -59,7 +59,10 @@ def dev_answers(s: Student, data: TrainData, cfg: RunConfig) -> list[Answered]:
     qs = list(data.dev_questions.values())
     tc = cfg.train
     bf16 = eval_bf16(cfg.eval.bf16, s.device)  # eval's precision, not training's: bf16 changes greedy answers
-    return answer_questions(s.model, s.tokenizer, qs, tc.dev_max_new_tokens, tc.batch_size, cfg.prompt, bf16=bf16)
+    return answer_questions(
+        s.model, s.tokenizer, qs, tc.dev_max_new_tokens, tc.batch_size, cfg.prompt, bf16=bf16,
+        calculator=cfg.eval.calculator,
+    )  # fmt: skip
 
 
 def dev_accuracy(s: Student, data: TrainData, cfg: RunConfig) -> float:
