@@ -49,7 +49,7 @@ def format_result(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
     text = f"{float(value):.4f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return "0" if text == "-0" else text
 
 
 def pending_result(text: str) -> str | None:
@@ -72,21 +72,23 @@ class CalculatorStop:
     """A stopping criterion that stops a sequence right after it writes ``=`` behind an arithmetic expression.
 
     ``starts[row]``: where the row's generated tokens begin in the (left-padded) input, so only they are read;
-    ``fired[row]``: the sequence length at which the row was stopped (the first time only)."""
+    ``eq_ids``: :func:`equals_ids` of the tokenizer; ``fired[row]``: the sequence length at which the row was
+    stopped (the first time only) and the result to write there."""
 
-    def __init__(self, tokenizer: Any, starts: list[int], eq_ids: torch.Tensor | None = None):
+    def __init__(self, tokenizer: Any, starts: list[int], eq_ids: torch.Tensor):
         self.tokenizer = tokenizer
         self.starts = starts
-        self.fired: dict[int, int] = {}
-        self._eq_ids = equals_ids(tokenizer) if eq_ids is None else eq_ids
+        self.fired: dict[int, tuple[int, str]] = {}
+        self._eq_ids = eq_ids
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for row in torch.isin(input_ids[:, -1].cpu(), self._eq_ids).nonzero().flatten().tolist():
             if row in self.fired:
                 continue
-            if pending_result(self.tokenizer.decode(input_ids[row, self.starts[row] :].cpu())) is not None:
-                self.fired[row] = int(input_ids.shape[1])
+            result = pending_result(self.tokenizer.decode(input_ids[row, self.starts[row] :].cpu()))
+            if result is not None:
+                self.fired[row] = (int(input_ids.shape[1]), result)
                 done[row] = True
         return done
 
@@ -110,13 +112,12 @@ class CalculatedRow:
 
 
 def decode_with_calculator(
-    step: Step, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos: set[int]
+    step: Step, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos: set[int], eq_ids: torch.Tensor
 ) -> list[CalculatedRow]:
     """Decode every prompt, stopping each sequence at a pending expression to write its result, until EOS or
     ``max_new_tokens`` (results count against the budget). Each round is one batched ``step`` over the rows
-    still running, prompt and tokens so far re-encoded."""
+    still running, prompt and tokens so far re-encoded; ``eq_ids`` is :func:`equals_ids` of ``tokenizer``."""
     rows = [CalculatedRow(p) for p in prompts]
-    eq_ids = equals_ids(tokenizer)
     while active := [r for r in rows if not r.done]:
         seqs = [r.prompt + r.tokens for r in active]
         width = max(len(s) for s in seqs)
@@ -125,28 +126,25 @@ def decode_with_calculator(
         new, lp = step(seqs, max_new_tokens - min(len(r.tokens) for r in active), stop)
         for i, r in enumerate(active):
             fired = stop.fired.get(i)
-            _fold(r, new[i].tolist(), None if lp is None else lp[i].tolist(), None if fired is None else fired - width,
-                  tokenizer, eos)  # fmt: skip
+            if fired is not None:
+                fired = (fired[0] - width, fired[1])
+            _fold(r, new[i].tolist(), None if lp is None else lp[i].tolist(), fired, tokenizer, eos)
             if len(r.tokens) >= max_new_tokens:
                 r.tokens, r.logprobs, r.done = r.tokens[:max_new_tokens], r.logprobs[:max_new_tokens], True
     return rows
 
 
 def _fold(
-    row: CalculatedRow, new: list[int], lp: list[float] | None, fired: int | None, tok: Any, eos: set[int]
+    row: CalculatedRow, new: list[int], lp: list[float] | None, fired: tuple[int, str] | None, tok: Any, eos: set[int]
 ) -> None:
-    """Add one round's tokens to ``row``: up to EOS (done), up to the ``=`` the calculator stopped at (its result
-    is appended and the row runs on), or all of them (the budget ran out)."""
+    """Add one round's tokens to ``row``: up to EOS (done), up to the ``=`` the calculator stopped at (``fired``:
+    new tokens up to it and the result, which is appended; the row runs on), or all of them (the budget ran out)."""
     end_eos = next((k + 1 for k, t in enumerate(new) if t in eos), None)
-    if fired is not None and (end_eos is None or fired < end_eos):
-        row.tokens += new[:fired]
-        row.logprobs += [] if lp is None else lp[:fired]
-        result = pending_result(tok.decode(row.tokens))
-        if result is not None:
-            row.tokens += tok.encode(" " + result, add_special_tokens=False)
-            row.calls += 1
-            return
-        row.done = True
+    if fired is not None and (end_eos is None or fired[0] < end_eos):
+        n, result = fired
+        row.tokens += new[:n] + tok.encode(" " + result, add_special_tokens=False)
+        row.logprobs += [] if lp is None else lp[:n]
+        row.calls += 1
         return
     n = end_eos if end_eos is not None else len(new)
     row.tokens += new[:n]

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from cotdistill.errors import CotdistillError
+from cotdistill.students.calculator import decode_with_calculator, equals_ids
 from cotdistill.students.encoding import rendered_ids
 
 
@@ -153,12 +154,10 @@ class _Caller:
 
 
 def _calculated(
-    call: _Caller, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos: list[int]
+    call: _Caller, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, eos: list[int], eq_ids: torch.Tensor
 ) -> list[Generation]:
     """A batch decoded with the calculator (:func:`~cotdistill.students.calculator.decode_with_calculator`)."""
-    from cotdistill.students.calculator import decode_with_calculator
-
-    rows = decode_with_calculator(call, tokenizer, prompts, max_new_tokens, set(eos))
+    rows = decode_with_calculator(call, tokenizer, prompts, max_new_tokens, set(eos), eq_ids)
     out = []
     for r in rows:
         text = tokenizer.decode(r.tokens[:-1] if r.hit_eos else r.tokens, skip_special_tokens=True)
@@ -204,14 +203,15 @@ def generate(
     results: list[Generation | None] = [None] * len(prompts)
     eos_t = torch.tensor(eos)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    call = _Caller(model, cfg, pad, device, autocast, greedy=temperature == 0)
+    eq_ids = equals_ids(tokenizer) if calculator else None  # once per call: it reads the whole vocabulary
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             if seeds is not None and temperature > 0:
                 torch.manual_seed(int(seeds[idx[0]]))
-            call = _Caller(model, cfg, pad, device, autocast, greedy=temperature == 0)
-            if calculator:
-                batch = _calculated(call, tokenizer, [encoded[i] for i in idx], max_new_tokens, eos)
+            if eq_ids is not None:
+                batch = _calculated(call, tokenizer, [encoded[i] for i in idx], max_new_tokens, eos, eq_ids)
             else:
                 new, lp = call([encoded[i] for i in idx], max_new_tokens)
                 batch = [
