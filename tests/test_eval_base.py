@@ -18,7 +18,7 @@ from cotdistill.stages.train import train
 from cotdistill.students.prompt import question_prompt
 from cotdistill.tasks import get_family
 from cotdistill.training.methods.base import training_target
-from trainutil import TINY, write_succ_run
+from trainutil import TINY, tiny_hf_llama, write_succ_run
 
 Q = Question(id="q", task="math", question="What is 2 + 3?", gold="5")
 
@@ -192,3 +192,31 @@ def test_eval_bf16_auto_is_off_on_cpu_and_an_explicit_setting_wins() -> None:
     assert eval_bf16("auto", cpu) is False
     assert eval_bf16(True, cpu) is True
     assert eval_bf16(False, cpu) is False
+
+
+def test_students_of_one_pretrained_model_share_one_base_evaluation(tmp_path, monkeypatch):
+    """Two LoRA students of the same weights have the same starting point: it is generated once and cached under
+    each name; two presets (seeded by position) are generated each."""
+    import cotdistill.stages.eval as stage_eval
+
+    tiny_hf_llama(tmp_path / "llama")
+    run = RunDir.at(write_succ_run(tmp_path / "run", n_train=6, n_dev=0))
+    hf = {"kind": "hf", "path": str(tmp_path / "llama")}
+    students = [{**hf, "name": "a", "lora": {"r": 4}}, {**hf, "name": "b", "lora": {"r": 2}, "lr": 1e-3}]
+    cfg = load_config(None, [f"students={json.dumps(students)}", "prompt=bare", "eval.split=train",
+                             "eval.max_new_tokens=6"])  # fmt: skip
+    calls: list[str] = []
+    real = stage_eval.evaluate_model
+    monkeypatch.setattr(stage_eval, "evaluate_model", lambda name, *a: calls.append(name) or real(name, *a))
+    sets, dev = stage_eval.eval_sets(run, cfg), torch.device("cpu")
+    evs = stage_eval.base_evals(run, cfg, sets, dev, False)
+    assert calls == ["a"] and set(evs) == {"a", "b"}
+    assert [r["student"] for r in evs["b"].outputs] == ["b"] * 6
+    assert [r["text"] for r in evs["b"].outputs] == [r["text"] for r in evs["a"].outputs]
+    again = stage_eval.base_evals(run, cfg, sets, dev, False)  # both now come from the cache
+    assert calls == ["a"] and again["b"].outputs == evs["b"].outputs
+    presets = [TINY, {**TINY, "name": "t"}]
+    pcfg = load_config(None, [f"students={json.dumps(presets)}", "prompt=bare", "eval.split=train",
+                              "eval.max_new_tokens=6"])  # fmt: skip
+    stage_eval.base_evals(run, pcfg, sets, dev, False)
+    assert calls == ["a", "s", "t"]

@@ -11,7 +11,7 @@ import torch
 from cotdistill.config import load_config
 from cotdistill.rundir import RunDir
 from cotdistill.stages.train import train
-from trainutil import write_add_run, write_config
+from trainutil import tiny_hf_llama, write_add_run, write_config
 
 LLAMA = {"name": "s", "kind": "preset", "preset": "tiny-llama", "lr": 3e-3,
          "size": {"vocab": 300, "d_model": 32, "n_head": 2, "n_kv_head": 1, "d_ff": 64, "n_layer": 2,
@@ -44,27 +44,12 @@ def test_two_students_on_their_own_cpu_devices_still_train(tmp_path):
     assert losses[-1]["ce/a"] < losses[0]["ce/a"] and losses[-1]["ce/b"] < losses[0]["ce/b"]
 
 
-def _tiny_hf_llama(path) -> None:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from cotdistill.students.tokenizer import train_tokenizer
-
-    tok = train_tokenizer([f"What is {a} + {b}? {a + b}" for a in range(10) for b in range(10)], 300)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      bos_token_id=1, eos_token_id=1, pad_token_id=0)  # fmt: skip
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    assert AutoTokenizer.from_pretrained(path).chat_template
-
-
 def test_qlora_trains_every_lora_layer_on_this_cpu(tmp_path):
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (make installs the dev set)")
     from safetensors.torch import load_file
 
     base = tmp_path / "tiny-llama"
-    _tiny_hf_llama(base)
+    tiny_hf_llama(base)
     root = write_add_run(tmp_path / "run", n_train=8, n_dev=4)
     student = {"name": "q", "kind": "hf", "path": str(base), "lr": 5e-3,
                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
@@ -101,7 +86,7 @@ def test_qlora_gradients_reach_every_lora_layer_after_an_eval_forward(tmp_path):
     from cotdistill.students import build_student
 
     base = tmp_path / "tiny-llama"
-    _tiny_hf_llama(base)
+    tiny_hf_llama(base)
     sc = StudentConfig(name="q", kind="hf", path=str(base), lora={"r": 4, "alpha": 8}, quantization={})
     built = build_student(sc)
     model, tok = built.model, built.tokenizer

@@ -65,3 +65,20 @@ def write_succ_run(root: Path, n_train: int = 60, n_dev: int = 20, seed: int = 0
     atomic_write_jsonl(root / "questions.jsonl", qs)
     atomic_write_jsonl(root / "filtered.jsonl", ps)
     return root
+
+
+def tiny_hf_llama(path: Path) -> None:
+    """A 2-layer Llama with a trained 300-token tokenizer saved as a local Hugging Face model directory."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from cotdistill.students.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([f"What is {a} + {b}? {a + b}" for a in range(10) for b in range(10)], 300)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      bos_token_id=1, eos_token_id=1, pad_token_id=0)  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    assert AutoTokenizer.from_pretrained(path).chat_template

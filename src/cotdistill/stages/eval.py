@@ -100,17 +100,42 @@ def _base_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+def _same_model_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str | None:
+    """For a pretrained student, a key shared by every student built from the same weights (name and position
+    left out, as LoRA and lr already are), so two LoRA students of one model share one base evaluation; None for
+    presets, whose init depends on the position."""
+    sc = cfg.students[index]
+    if sc.kind == "preset":
+        return None
+    anon = cfg.model_copy(update={"students": [sc.model_copy(update={"name": "_"})]})
+    return _base_key(anon, 0, sets, bf16)
+
+
+def _relabel(ev: ModelEval, name: str) -> ModelEval:
+    """``ev`` with every output record's ``student`` set to ``name``."""
+
+    def relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**r, "student": name} for r in recs]
+
+    return ModelEval(relabel(ev.outputs), {p: relabel(r) for p, r in ev.probes.items()}, ev.states)
+
+
 def base_evals(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device, bf16: bool) -> dict[str, ModelEval]:
-    """Every configured student's starting point, evaluated once and cached in ``RUN/eval/base/``."""
+    """Every configured student's starting point, evaluated once and cached in ``RUN/eval/base/``; students built
+    from the same pretrained weights share one evaluation."""
     from cotdistill.students.build import initial_student
     from cotdistill.training.data import load_train_data, tokenizer_texts
 
     cache = EvalCache(run.base_cache)
     texts: list[str] | None = None
     out: dict[str, ModelEval] = {}
+    same: dict[str, ModelEval] = {}
     for i, sc in enumerate(cfg.students):
-        key = _base_key(cfg, i, sets, bf16)
+        key, shared = _base_key(cfg, i, sets, bf16), _same_model_key(cfg, i, sets, bf16)
         hit = cache.get(sc.name, key)
+        if hit is None and shared in same:
+            hit = _relabel(same[shared], sc.name)
+            cache.put(sc.name, key, hit)
         if hit is None:
             if sc.kind == "preset" and texts is None:
                 texts = list(tokenizer_texts(load_train_data(run), cfg.prompt))
@@ -119,6 +144,8 @@ def base_evals(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device
             hit = evaluate_model(sc.name, built.model, built.tokenizer, sets, cfg, bf16, f"base {sc.name}")
             cache.put(sc.name, key, hit)
             del built
+        if shared is not None:
+            same.setdefault(shared, hit)
         out[sc.name] = hit
     return out
 
