@@ -176,7 +176,12 @@ def test_the_bench_has_a_base_row_per_student_and_seed(tmp_path):
         "eval": {"max_new_tokens": 8},
     }  # fmt: skip
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    result = run_bench(RunDir.at(root), load_config(tmp_path / "c.yaml"), [0, 1], ["sft-multi"], log=lambda m: None)
+    lines: list[str] = []
+    result = run_bench(RunDir.at(root), load_config(tmp_path / "c.yaml"), [0, 1], ["sft-multi"], log=lines.append)
+    assert [x for x in lines if x.startswith("bench: cell")] == [
+        "bench: cell 1/2: sft-multi / s / seed 0",
+        "bench: cell 2/2: sft-multi / s / seed 1",
+    ]  # progress across the whole bench
     rows = {(r.method, r.student): r for r in result.rows}
     assert set(rows) == {("base", "s"), ("sft-multi", "s")}
     base = rows[("base", "s")]

@@ -151,12 +151,12 @@ def run_bench(
     if cfg.eval.base:
         log("bench: base rows (each student as built, before training)")
         _base_rows(run, cfg, seeds, rows)
-    for v, students, seed, scfg in cells:
+    for n, (v, students, seed, scfg) in enumerate(cells, 1):
         who = "-".join(s.name for s in students)
         sub = run.bench_cell(_slug(v.name), who, seed).ensure()
         _share(run, sub)
         atomic_write_text(sub.config, dump_config(scfg))
-        log(f"bench: {v.name} / {'+'.join(s.name for s in students)} / seed {seed}")
+        log(f"bench: cell {n}/{len(cells)}: {v.name} / {'+'.join(s.name for s in students)} / seed {seed}")
         _train_eval(run, sub, scfg, log)
         metrics = json.loads(sub.metrics.read_text(encoding="utf-8"))
         for s in students:
