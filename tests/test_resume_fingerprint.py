@@ -124,6 +124,7 @@ def test_tensorboard_shows_every_step_once_after_a_kill_and_resume(tmp_path: Pat
     r = run_cli("train", str(run), "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "logs" / "train_summary.json").read_text())["resumed_from"] == "step-00000004"
+    assert "note: resuming from checkpoint step-00000004 of 16 steps" in r.stdout + r.stderr
     assert _event_steps(run / "logs" / "tb", "loss/total") == list(range(16))  # each once, none twice
 
 

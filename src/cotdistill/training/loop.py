@@ -239,6 +239,8 @@ class Trainer:
             "resumed_from": resumed_from, **self.start_note,
             "unknown_question_paths": data.unknown_question_paths, "duplicate_paths": data.duplicate_paths,
         }  # fmt: skip
+        if self.main and resumed_from:
+            self.acc.print(f"note: resuming from checkpoint {resumed_from} of {self.total_steps} steps")
         if self.main and data.fallback:
             self.acc.print(f"note: {self.run.filtered} not found; training on every path of {self.run.paths}")
         for n, what in ((data.unknown_question_paths, "name no question of questions.jsonl"),
