@@ -91,24 +91,15 @@ def _trained(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device, 
 
 
 def _base_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str:
-    """What a base row depends on: the student's config (and the seed for presets, whose init it sets), the
-    prompt policy, the eval settings that change generations, and every question."""
+    """What a base row depends on: the student's model (a preset also on its name, position and the seed, which set
+    its init; LoRA and lr never matter), the prompt policy, the eval settings that change generations, and every
+    question. Students built from the same pretrained weights therefore share one key."""
     sc = cfg.students[index]
-    parts = [sc.model_dump_json(exclude={"lr", "lora"}), cfg.prompt, str(cfg.eval.max_new_tokens), str(bf16),
-             "calculator" if cfg.eval.calculator else "",
-             sets.digest(), str(cfg.seed) if sc.kind == "preset" else "", str(index)]  # fmt: skip
+    preset = sc.kind == "preset"
+    parts = [sc.model_dump_json(exclude={"lr", "lora"} if preset else {"name", "lr", "lora"}), cfg.prompt,
+             str(cfg.eval.max_new_tokens), str(bf16), "calculator" if cfg.eval.calculator else "",
+             sets.digest(), str(cfg.seed) if preset else "", str(index) if preset else ""]  # fmt: skip
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-
-
-def _same_model_key(cfg: RunConfig, index: int, sets: EvalSets, bf16: bool) -> str | None:
-    """For a pretrained student, a key shared by every student built from the same weights (name and position
-    left out, as LoRA and lr already are), so two LoRA students of one model share one base evaluation; None for
-    presets, whose init depends on the position."""
-    sc = cfg.students[index]
-    if sc.kind == "preset":
-        return None
-    anon = cfg.model_copy(update={"students": [sc.model_copy(update={"name": "_"})]})
-    return _base_key(anon, 0, sets, bf16)
 
 
 def _relabel(ev: ModelEval, name: str) -> ModelEval:
@@ -129,12 +120,12 @@ def base_evals(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device
     cache = EvalCache(run.base_cache)
     texts: list[str] | None = None
     out: dict[str, ModelEval] = {}
-    same: dict[str, ModelEval] = {}
+    by_key: dict[str, ModelEval] = {}
     for i, sc in enumerate(cfg.students):
-        key, shared = _base_key(cfg, i, sets, bf16), _same_model_key(cfg, i, sets, bf16)
+        key = _base_key(cfg, i, sets, bf16)
         hit = cache.get(sc.name, key)
-        if hit is None and shared in same:
-            hit = _relabel(same[shared], sc.name)
+        if hit is None and key in by_key:
+            hit = _relabel(by_key[key], sc.name)
             cache.put(sc.name, key, hit)
         if hit is None:
             if sc.kind == "preset" and texts is None:
@@ -144,8 +135,7 @@ def base_evals(run: RunDir, cfg: RunConfig, sets: EvalSets, device: torch.device
             hit = evaluate_model(sc.name, built.model, built.tokenizer, sets, cfg, bf16, f"base {sc.name}")
             cache.put(sc.name, key, hit)
             del built
-        if shared is not None:
-            same.setdefault(shared, hit)
+        by_key.setdefault(key, hit)
         out[sc.name] = hit
     return out
 
