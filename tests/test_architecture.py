@@ -55,24 +55,36 @@ def test_every_method_option_is_in_the_config_reference():
             assert f"| `{key}` |" in doc, (name, key)
 
 
-def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
-    """The real bench writes bench.json and the real report reads it (train and eval replaced by fakes that
-    write each cell's metrics): the methods and the ablations come out as two tables."""
-    from cotdistill.report import write_report
+def _fake_cells(monkeypatch, fail_at: int | None = None) -> None:
+    """Replace train and eval by fakes that write each cell's metrics (accuracy from seed and options, a no-answer
+    rate); eval number ``fail_at`` (1-based) raises instead, as a bench stopped mid-way."""
     from cotdistill.stages import pipeline
-    from cotdistill.stages.bench import run_bench
+
+    evals = [0]
 
     def fake(name):
         def run(run_dir, cfg):
             if name == "eval":
+                evals[0] += 1
+                if evals[0] == fail_at:
+                    raise KeyboardInterrupt
                 acc = 0.1 * (1 + cfg.seed) + 0.01 * len(cfg.train.options)
-                students = {s.name: {"accuracy": acc} for s in cfg.students}
+                students = {s.name: {"accuracy": acc, "no_answer_rate": 0.25} for s in cfg.students}
                 run_dir.eval.mkdir(parents=True, exist_ok=True)
                 run_dir.metrics.write_text(json.dumps({"split": "test", "students": students}))
 
         return run
 
     monkeypatch.setattr(pipeline, "STAGES", tuple(dataclasses.replace(s, run=fake(s.name)) for s in pipeline.STAGES))
+
+
+def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
+    """The real bench writes bench.json and the real report reads it (train and eval replaced by fakes that
+    write each cell's metrics): the methods and the ablations come out as two tables."""
+    from cotdistill.report import write_report
+    from cotdistill.stages.bench import run_bench
+
+    _fake_cells(monkeypatch)
     tiny = {"kind": "preset", "preset": "tiny-gpt2"}
     students = f"students=[{json.dumps({'name': 'a', **tiny})}, {json.dumps({'name': 'b', **tiny})}]"
     cfg = load_config(None, [students, "eval.base=false"])
@@ -82,11 +94,33 @@ def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
     _, md_path, sections = write_report(run)
     bench = next(s for s in sections if s.key == "bench")
     tables = [p for p in bench.parts if hasattr(p, "caption") and hasattr(p, "rows")]
-    assert [t.caption for t in tables] == ["methods", "ablations"]
+    assert [t.caption for t in tables] == ["methods", "ablations", "other figures (mean over seeds)"]
     assert [r[0] for r in tables[1].rows] == [
         "qr-distill w/o QF", "qr-distill w/o routing", "qr-distill random routing", "qr-distill w/o peer"
     ]  # fmt: skip
     assert tables[0].rows[0][1:] == ["15.0 ± 7.1", "15.0 ± 7.1"]  # seeds 0 and 1: 10% and 20%
+    assert tables[2].caption == "other figures (mean over seeds)" and tables[2].rows[0] == ["sft-single", "a", "25.0"]
+    assert not any("Partial" in getattr(p, "text", "") for p in bench.parts)
+
+
+def test_a_stopped_bench_leaves_a_partial_table_the_report_marks(tmp_path, monkeypatch):
+    """bench.json is rewritten after every cell: stopped in its third cell, it holds the first two, marked partial."""
+    from cotdistill.report import write_report
+    from cotdistill.results import BenchResult
+    from cotdistill.stages.bench import run_bench
+
+    _fake_cells(monkeypatch, fail_at=3)
+    cfg = load_config(None, [f"students=[{json.dumps({'name': 'a', 'kind': 'preset', 'preset': 'tiny-gpt2'})}]"])
+    run = RunDir.at(tmp_path / "bench").ensure()
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(run, cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"base": False})}), [0, 1],
+                  ["sft-single", "sft-multi"], log=lambda m: None)  # fmt: skip
+    b = BenchResult.model_validate_json(run.bench_json.read_text(encoding="utf-8"))
+    assert (b.cells_done, b.cells_total, b.partial) == (2, 4, True)
+    assert [(r.method, len(r.accuracies)) for r in b.rows] == [("sft-single", 2)]
+    _, _, sections = write_report(run)
+    bench = next(s for s in sections if s.key == "bench")
+    assert bench.parts[0].text == "Partial: 2 of 4 cells have run (the bench is running or was stopped)."
 
 
 def test_the_console_of_run_shows_every_stage_by_name(tmp_path):

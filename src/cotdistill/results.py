@@ -31,13 +31,20 @@ class BenchRow(BaseModel):
 
 
 class BenchResult(BaseModel):
-    """``RUN/bench.json``: the seeds, the rows and how long the bench took."""
+    """``RUN/bench.json``: the seeds, the rows and how long the bench took; rewritten after every cell, so a long
+    bench can be read (and reported) while it runs: ``cells_done < cells_total`` marks a partial table."""
 
     model_config = ConfigDict(extra="ignore")
 
     seeds: list[int] = Field(default_factory=list)
     seconds: float = 0.0
     rows: list[BenchRow] = Field(default_factory=list)
+    cells_done: int = Field(0, description="bench cells (variant x students x seed) whose figures are in the rows")
+    cells_total: int = Field(0, description="cells the bench command asked for; 0 in files written before it")
+
+    @property
+    def partial(self) -> bool:
+        return self.cells_done < self.cells_total
 
     def groups(self) -> dict[str, list[BenchRow]]:
         """Rows by group, groups in order of first appearance."""

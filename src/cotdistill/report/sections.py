@@ -292,6 +292,10 @@ def loss_section(sec: Section, path: Path) -> None:
 def bench_section(sec: Section, path: Path) -> None:
     b = BenchResult.model_validate_json(path.read_text(encoding="utf-8"))
     seeds = b.seeds
+    if b.partial:
+        sec.parts.append(
+            Text(f"Partial: {b.cells_done} of {b.cells_total} cells have run (the bench is running or was stopped).")
+        )
     sec.parts.append(Text(f"Accuracy, mean ± sample std over seeds {', '.join(map(str, seeds)) or '(none given)'}."))
     for group, rows in b.groups().items():
         students = list(dict.fromkeys(r.student for r in rows))
@@ -305,6 +309,20 @@ def bench_section(sec: Section, path: Path) -> None:
             cell[(r.method, r.student)] = txt
         table_rows = [[m, *[cell.get((m, s), "-") for s in students]] for m in methods]
         sec.parts.append(Table(["method", *students], table_rows, caption=group))
+    _bench_extras(sec, b)
+
+
+def _bench_extras(sec: Section, b: BenchResult) -> None:
+    """No-answer and truncation rates and the probes (forgetting) of every row, mean over its seeds, in %."""
+    keys = list(dict.fromkeys(k for r in b.rows for k in r.extras))
+    if not keys:
+        return
+    rows = [
+        [r.method, r.student, *[f"{100 * statistics.fmean(r.extras[k]):.1f}" if r.extras.get(k) else "-" for k in keys]]
+        for r in b.rows
+    ]
+    heads = [k.replace("_rate", "").replace("_", " ").replace("probe/", "probe ") + " %" for k in keys]
+    sec.parts.append(Table(["method", "student", *heads], rows, caption="other figures (mean over seeds)"))
 
 
 def config_section(sec: Section, path: Path) -> None:

@@ -4,7 +4,8 @@ The data stages (questions, generation, filtering) run once in ``RUN/``; every (
 evaluates in its own run directory ``RUN/bench/<variant>/<students>/seed<k>/`` that shares the data files by hard
 link (or copy). Single-student methods train each configured student on its own; QR-Distill trains them jointly.
 ``RUN/bench.json`` (:class:`~cotdistill.results.BenchResult`) collects the accuracies in two groups, ``methods``
-and ``ablations``; the report renders one table per group.
+and ``ablations``, and is rewritten after every cell (marked partial until the last); the report renders one table
+per group.
 """
 
 from __future__ import annotations
@@ -151,6 +152,13 @@ def run_bench(
     if cfg.eval.base:
         log("bench: base rows (each student as built, before training)")
         _base_rows(run, cfg, seeds, rows)
+
+    def write(done: int) -> BenchResult:
+        secs = round(time.perf_counter() - t_start, 1)
+        res = BenchResult(seeds=seeds, seconds=secs, rows=list(rows.values()), cells_done=done, cells_total=len(cells))
+        atomic_write_text(run.bench_json, res.dump())
+        return res
+
     for n, (v, students, seed, scfg) in enumerate(cells, 1):
         who = "-".join(s.name for s in students)
         sub = run.bench_cell(_slug(v.name), who, seed).ensure()
@@ -163,6 +171,5 @@ def run_bench(
             m = dict(metrics["students"][s.name])
             m["probes"] = {p: r[s.name]["after"]["accuracy"] for p, r in metrics.get("probes", {}).items()}
             _add(rows, v.name, s.name, v.group, m)
-    result = BenchResult(seeds=seeds, seconds=round(time.perf_counter() - t_start, 1), rows=list(rows.values()))
-    atomic_write_text(run.bench_json, result.dump())
-    return result
+        write(n)
+    return write(len(cells))
