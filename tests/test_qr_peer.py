@@ -145,3 +145,33 @@ def test_competence_regressors_beat_a_bias_only_model_where_competence_differs(t
         gamma = masked_softmax(m.peer_space.competence_logits(z[test]), mask[test])
     bias_only = target[train].mean(0, keepdim=True).expand(len(test), 2)  # the best constant on the train half
     assert kl(target[test], gamma) < 0.25 * kl(target[test], bias_only)
+
+
+def test_the_calibration_batch_holds_only_paths_within_max_length(tmp_path):
+    """A path longer than train.max_length (which training drops) is never drawn for calibration: one would pad
+    its whole chunk to its length. The batch still has k paths, the same for every student."""
+    from cotdistill.students.encoding import encode
+    from cotdistill.training.methods.qr_distill.inputs import calibration_states
+
+    questions, paths = planted_data(12)
+    for p in paths[::3]:
+        p.text = " ".join([p.text] * 3)  # every vanilla path becomes longer than the limit
+    students = _copies()
+    examples = _method(tmp_path, students, routing=False).examples(questions, paths)
+    lengths = [len(encode(students[0].tokenizer, e.prompt, e.target)) for e in examples]
+    limit = sorted(lengths)[len(lengths) // 2]
+    assert max(lengths) > 1.5 * limit
+    widths: list[int] = []
+
+    def spy(forward):
+        def wrapped(inputs, hidden=False):
+            widths.append(inputs.input_ids.shape[1])
+            return forward(inputs, hidden)
+
+        return wrapped
+
+    for st in students:
+        st.forward = spy(st.forward)
+    states = calibration_states(students, examples, k=8, seed=0, max_length=limit)
+    assert [tuple(s.shape) for s in states] == [(8, 32), (8, 32)] and max(widths) <= limit
+    assert torch.allclose(states[0], states[1])  # one batch, in one order, for both copies

@@ -42,21 +42,35 @@ def encoder_dim(encoder_name: str) -> int:
 
 
 def calibration_states(
-    students: list[StudentHandle], examples: list[Example], k: int, seed: int, chunk: int = 16
+    students: list[StudentHandle], examples: list[Example], k: int, seed: int, max_length: int, chunk: int = 16
 ) -> list[torch.Tensor]:
     """Each student's response-pooled last hidden states on the same ``k`` seeded examples (no grad, eval mode),
-    as ``[k, H_s]``: the batch the peer maps are fitted on. Every process computes the same batch."""
+    as ``[k, H_s]``: the batch the peer maps are fitted on. Every process computes the same batch.
+
+    Only examples within ``max_length`` tokens for every student are drawn (the ones training keeps): a path of
+    1,500 tokens in a chunk would pad all sixteen to its length, and the peer maps are for the paths trained on.
+    """
     rng = random.Random(seed + 104729)
-    chosen = rng.sample(examples, min(k, len(examples)))
+    order = rng.sample(examples, len(examples))
+    chosen, items = [], {st.name: [] for st in students}  # type: ignore[var-annotated]
+    for e in order:
+        if len(chosen) == k:
+            break
+        enc = {st.name: encode(st.tokenizer, e.prompt, e.target) for st in students}
+        if all(len(x) <= max_length for x in enc.values()):
+            chosen.append(e)
+            for name, x in enc.items():
+                items[name].append(x)
+    by_len = sorted(range(len(chosen)), key=lambda i: max(len(x[i]) for x in items.values()))  # less padding
     out = []
     for st in students:
-        items = [encode(st.tokenizer, e.prompt, e.target) for e in chosen]
+        rows = [items[st.name][i] for i in by_len]
         was = st.model.training
         st.model.eval()
         parts = []
         with torch.no_grad():
-            for i in range(0, len(items), chunk):
-                hid = st.forward(collate(items[i : i + chunk], pad_id(st.tokenizer)), hidden=True).hidden
+            for i in range(0, len(rows), chunk):
+                hid = st.forward(collate(rows[i : i + chunk], pad_id(st.tokenizer)), hidden=True).hidden
                 assert hid is not None
                 parts.append(hid.float().cpu())
         st.model.train(was)

@@ -100,7 +100,9 @@ class QRDistill(Method):
                 self.router.fit_input(torch.stack([self._emb[e.path.id] for e in out]))  # type: ignore[union-attr]
         hidden_peer = self.opts.peer and self.opts.peer_mode == "hidden"
         if hidden_peer and self.peer_space.needs_calibration and out:
-            states = calibration_states(self.students, out, self.opts.calibration_paths, self.cfg.seed)
+            states = calibration_states(
+                self.students, out, self.opts.calibration_paths, self.cfg.seed, self.cfg.train.max_length
+            )
             self.peer_space.calibrate(states)
         return out
 
