@@ -33,7 +33,11 @@ class QROptions(MethodOptions):
         "hidden sizes), fitted (generalised CCA on a calibration batch), auto (shared when the hidden sizes match, "
         "else fitted), random (independent per student: identical students disagree; for comparison only)",
     )
-    calibration_paths: int = Field(64, ge=2, description="paths of the calibration batch the peer maps are fitted on")
+    calibration_paths: int = Field(
+        64,
+        ge=2,
+        description="paths (seeded, within train.max_length) of the calibration batch the peer maps are fitted on",
+    )
     lambda1: float = Field(0.01, ge=0, description="weight of the (maximised) routing entropy H(gbar)")
     lambda2: float = Field(0.1, ge=0, description="weight of the peer loss L_mutual")
     tau: float = Field(1.0, gt=0, description="Gumbel-sigmoid temperature of the gates")
