@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from conftest import run_cli
-from cotdistill.progress import PlainBar, _clock, console
+from cotdistill.progress import PlainBar, clock, console
 from trainutil import TINY, write_config, write_succ_run
 
 
@@ -36,4 +36,4 @@ def test_plain_bar_estimates_the_time_left_from_its_own_rate():
     with console().capture() as cap:
         bar.update(4, "acc 0.5")
     assert cap.get().strip() == "eval: 4/10 (40%) acc 0.5, 1m40s elapsed, ~2m30s left"
-    assert (_clock(42), _clock(185), _clock(3725)) == ("42s", "3m05s", "1h02m")
+    assert (clock(42), clock(185), clock(3725)) == ("42s", "3m05s", "1h02m")

@@ -82,14 +82,14 @@ class PlainBar(Bar):
             return
         self._last = now
         elapsed, moved = now - self._t0, self.done - self._start_done
-        left = f", ~{_clock((self.total - self.done) * elapsed / moved)} left" if moved > 0 else ""
+        left = f", ~{clock((self.total - self.done) * elapsed / moved)} left" if moved > 0 else ""
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         info = f" {info}" if info else ""
-        self.out.print(f"{self.label}: {self.done}/{self.total}{pct}{info}, {_clock(elapsed)} elapsed{left}",
+        self.out.print(f"{self.label}: {self.done}/{self.total}{pct}{info}, {clock(elapsed)} elapsed{left}",
                        markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """``1h02m``, ``3m05s`` or ``42s``."""
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

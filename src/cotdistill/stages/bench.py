@@ -22,6 +22,7 @@ from typing import Any
 from cotdistill.config import BenchConfig, RunConfig, StudentConfig, dump_config
 from cotdistill.errors import CotdistillError
 from cotdistill.io import atomic_write_text
+from cotdistill.progress import clock
 from cotdistill.results import BenchResult, BenchRow
 from cotdistill.rundir import RunDir
 
@@ -98,9 +99,12 @@ def _train_eval(run: RunDir, sub: RunDir, cfg: RunConfig, log: Callable[[str], N
     if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == key:
         log("bench: cell up to date, skipped")
         return
+    t0 = time.perf_counter()
     stage("train").run(sub, cfg)
     stage("eval").run(sub, cfg)
-    atomic_write_text(stamp, json.dumps({"key": key}))
+    secs = round(time.perf_counter() - t0, 1)
+    atomic_write_text(stamp, json.dumps({"key": key, "seconds": secs}))  # this sitting's train + eval
+    log(f"bench: cell done in {clock(secs)}")
 
 
 def _add(rows: dict[tuple[str, str], BenchRow], method: str, student: str, group: str, m: dict[str, Any]) -> None:
