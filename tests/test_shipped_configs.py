@@ -3,6 +3,7 @@ on a stale field."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,38 @@ def test_shipped_config_loads(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.name
     assert cfg.questions.source  # configs/lab.yaml is data-only: no students
+
+
+KEPT = REPO / "docs" / "results" / "real-svamp" / "bench"
+
+
+def test_the_kept_real_bench_cells_are_cells_of_the_shipped_config(svamp_json: Path, tmp_path: Path) -> None:
+    """docs/results.md's real table is read from docs/results/real-svamp: every kept cell must be the cell that
+    configs/real-svamp.yaml trains on the real data now (same config, same stamp key), or the table is stale and a
+    bench given those files would skip cells it should train."""
+    from cotdistill.rundir import RunDir
+    from cotdistill.sources.importers import ImportOptions, run_import
+    from cotdistill.stages.bench import VARIANTS, _slug, cell_config, cell_key, dump_config
+    from cotdistill.stages.pipeline import run_pipeline
+
+    dev = svamp_json.parents[1] / "mcckd-dev" / "svamp-dev.json"
+    if not dev.exists():
+        pytest.skip(f"real data not available: {dev} is absent")
+    run = RunDir.at(tmp_path / "run")
+    run_import("mcc-kd", svamp_json, run.root, ImportOptions(teacher="gpt"))
+    run_import("mcc-kd", dev, run.root, ImportOptions(split="test", append=True))
+    cfg = load_config(REPO / "configs" / "real-svamp.yaml")
+    run_pipeline(run, cfg, until="filter", log=lambda _: None)
+    variants = {_slug(v.name): v for v in VARIANTS}
+    stamps = sorted(KEPT.glob("*/*/seed*/stages/bench.json"))
+    assert stamps
+    for stamp in stamps:
+        cell = stamp.parents[1]
+        slug, who, seed = cell.relative_to(KEPT).parts
+        students = [s for s in cfg.students if s.name in who]
+        assert "-".join(s.name for s in students) == who, cell
+        expected = cell_config(cfg, variants[slug], students, int(seed.removeprefix("seed")))
+        assert (cell / "config.yaml").read_text(encoding="utf-8") == dump_config(expected), cell
+        assert json.loads(stamp.read_text(encoding="utf-8"))["key"] == cell_key(run, expected), cell
+        metrics = json.loads((cell / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        assert {s.name for s in students} <= set(metrics["students"]), cell

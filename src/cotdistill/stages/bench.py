@@ -89,12 +89,19 @@ def cell_config(cfg: RunConfig, v: Variant, students: list[StudentConfig], seed:
     return RunConfig.model_validate(data)  # validated: the variant's options meet its method's options model
 
 
-def _train_eval(run: RunDir, sub: RunDir, cfg: RunConfig, log: Callable[[str], None]) -> None:
-    """Train and evaluate one bench cell unless its stamp says it already finished with this config and data."""
-    from cotdistill.stages.pipeline import read_stamp, stage
+def cell_key(run: RunDir, cfg: RunConfig) -> str:
+    """A bench cell's identity: its config and the run's filtered data; a stamp with another key is trained again."""
+    from cotdistill.stages.pipeline import read_stamp
 
     data = read_stamp(run, "filter") or {}
-    key = hashlib.sha256((dump_config(cfg) + str(data.get("fingerprint"))).encode()).hexdigest()[:16]
+    return hashlib.sha256((dump_config(cfg) + str(data.get("fingerprint"))).encode()).hexdigest()[:16]
+
+
+def _train_eval(run: RunDir, sub: RunDir, cfg: RunConfig, log: Callable[[str], None]) -> None:
+    """Train and evaluate one bench cell unless its stamp says it already finished with this config and data."""
+    from cotdistill.stages.pipeline import stage
+
+    key = cell_key(run, cfg)
     stamp = sub.stamp("bench")
     if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")).get("key") == key:
         log("bench: cell up to date, skipped")
