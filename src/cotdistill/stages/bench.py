@@ -89,6 +89,38 @@ def cell_config(cfg: RunConfig, v: Variant, students: list[StudentConfig], seed:
     return RunConfig.model_validate(data)  # validated: the variant's options meet its method's options model
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One bench cell: a variant trained on some students with one seed, and the config it runs with."""
+
+    variant: Variant
+    students: tuple[StudentConfig, ...]
+    seed: int
+    config: RunConfig
+
+    @property
+    def who(self) -> str:
+        return "-".join(s.name for s in self.students)
+
+    def rundir(self, run: RunDir) -> RunDir:
+        """Where the cell trains: ``RUN/bench/<variant slug>/<students>/seed<k>/``."""
+        return run.bench_cell(_slug(self.variant.name), self.who, self.seed)
+
+
+def bench_cells(cfg: RunConfig, seeds: list[int], variants: list[str] | None = None) -> list[Cell]:
+    """Every cell of a bench, in run order, each config validated before any work starts."""
+    unknown = sorted(set(variants or []) - set(VARIANT_NAMES))
+    if unknown:
+        raise CotdistillError(f"unknown bench variant(s): {', '.join(unknown)} (known: {', '.join(VARIANT_NAMES)})")
+    chosen = [v for v in VARIANTS if variants is None or v.name in variants]
+    return [
+        Cell(v, tuple(students), seed, cell_config(cfg, v, students, seed))
+        for v in chosen
+        for students in ([cfg.students] if v.joint else [[s] for s in _single(cfg)])
+        for seed in seeds
+    ]
+
+
 def cell_key(run: RunDir, cfg: RunConfig) -> str:
     """A bench cell's identity: its config and the run's filtered data; a stamp with another key is trained again."""
     from cotdistill.stages.pipeline import read_stamp
@@ -147,16 +179,7 @@ def run_bench(
     """Data once, then train + eval for every variant x seed; writes and returns ``RUN/bench.json``."""
     from cotdistill.stages.pipeline import run_pipeline
 
-    unknown = sorted(set(variants or []) - set(VARIANT_NAMES))
-    if unknown:
-        raise CotdistillError(f"unknown bench variant(s): {', '.join(unknown)} (known: {', '.join(VARIANT_NAMES)})")
-    chosen = [v for v in VARIANTS if variants is None or v.name in variants]
-    cells = [
-        (v, students, seed, cell_config(cfg, v, students, seed))
-        for v in chosen
-        for students in ([cfg.students] if v.joint else [[s] for s in _single(cfg)])
-        for seed in seeds
-    ]  # every cell's config is validated before any work starts
+    cells = bench_cells(cfg, seeds, variants)
     run_pipeline(run, cfg, until="filter", log=log)
     rows: dict[tuple[str, str], BenchRow] = {}
     t_start = time.perf_counter()
@@ -170,17 +193,17 @@ def run_bench(
         atomic_write_text(run.bench_json, res.dump())
         return res
 
-    for n, (v, students, seed, scfg) in enumerate(cells, 1):
-        who = "-".join(s.name for s in students)
-        sub = run.bench_cell(_slug(v.name), who, seed).ensure()
+    for n, cell in enumerate(cells, 1):
+        sub = cell.rundir(run).ensure()
         _share(run, sub)
-        atomic_write_text(sub.config, dump_config(scfg))
-        log(f"bench: cell {n}/{len(cells)}: {v.name} / {'+'.join(s.name for s in students)} / seed {seed}")
-        _train_eval(run, sub, scfg, log)
+        atomic_write_text(sub.config, dump_config(cell.config))
+        names = "+".join(s.name for s in cell.students)
+        log(f"bench: cell {n}/{len(cells)}: {cell.variant.name} / {names} / seed {cell.seed}")
+        _train_eval(run, sub, cell.config, log)
         metrics = json.loads(sub.metrics.read_text(encoding="utf-8"))
-        for s in students:
+        for s in cell.students:
             m = dict(metrics["students"][s.name])
             m["probes"] = {p: r[s.name]["after"]["accuracy"] for p, r in metrics.get("probes", {}).items()}
-            _add(rows, v.name, s.name, v.group, m)
+            _add(rows, cell.variant.name, s.name, cell.variant.group, m)
         write(n)
     return write(len(cells))
