@@ -98,7 +98,7 @@ def test_a_bench_with_ablations_renders_two_tables(tmp_path, monkeypatch):
     assert [r[0] for r in tables[1].rows] == [
         "qr-distill w/o QF", "qr-distill w/o routing", "qr-distill random routing", "qr-distill w/o peer"
     ]  # fmt: skip
-    assert tables[0].rows[0][1:] == ["15.0 ± 7.1", "15.0 ± 7.1"]  # seeds 0 and 1: 10% and 20%
+    assert tables[0].rows[0][1:] == ["15.0 ± 7.1 (10.0, 20.0)", "15.0 ± 7.1 (10.0, 20.0)"]  # seeds 0 and 1: 10% and 20%
     assert tables[2].caption == "other figures (mean over seeds)" and tables[2].rows[0] == ["sft-single", "a", "25.0"]
     assert not any("Partial" in getattr(p, "text", "") for p in bench.parts)
 

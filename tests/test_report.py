@@ -180,9 +180,9 @@ def test_full_report_sections_numbers_and_figures(tmp_path):
     assert "| 1 | program | 100.0% | 50.0% |" in md
     assert "| 1 | facts | 0.0% | 50.0% |" in md
     # bench: mean ± sample std; a row with fewer seeds says so; ablations in their own table
-    assert "| sft-multi | 10.0" not in md and "| sft-multi | 50.0 ± 10.0 | - |" in md
-    assert "| qr-distill | 50.0 ± 0.0 | 32.5 ± 3.5 (n=2) |" in md
-    assert "*ablation*" in md and "| qr-distill w/o QF | 45.0 ± 0.0 (n=1) |" in md
+    assert "| sft-multi | 10.0" not in md and "| sft-multi | 50.0 ± 10.0 (40.0, 50.0, 60.0) | - |" in md
+    assert "| qr-distill | 50.0 ± 0.0 (50.0, 50.0, 50.0) | 32.5 ± 3.5 (n=2: 30.0, 35.0) |" in md
+    assert "*ablation*" in md and "| qr-distill w/o QF | 45.0 ± 0.0 (n=1: 45.0) |" in md
     # accuracy with ensembles and per-task; filter per teacher and reason; compact mean weight; config
     assert "| gpt2-a | 10.0% | 42.0% | +32.0 | 90.0% -> 4.0% | 10.0% | 50 |" in md  # base -> distilled
     assert "| llama-b | - | 36.0% | - | - | 0.0% | 50 |" in md  # no base row, no no-answer rate: shown as such

@@ -228,10 +228,11 @@ def bench_cmd(
     result = run_bench(run, cfg, seed_list, names, log=_log)
     for group, rows in result.groups().items():
         table = Table(title=f"{group} (accuracy, mean +- std over seeds {seeds})")
-        for col in ("method", "student", "accuracy"):
+        for col in ("method", "student", "accuracy %", "per seed"):
             table.add_column(col)
         for r in rows:
-            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}")
+            each = ", ".join(f"{100 * a:.1f}" for a in r.accuracies)
+            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}", each)
         out.print(table)
     out.print(f"bench: {run.bench_json} ({result.seconds:.0f}s)", markup=False)
 

@@ -13,7 +13,7 @@ from typing import Any
 from cotdistill.io import iter_objects
 from cotdistill.report.accuracy import accuracy_section
 from cotdistill.report.document import Figure, Part, Pre, Section, Table, Text, fig_png, pct
-from cotdistill.results import BenchResult
+from cotdistill.results import BenchResult, BenchRow
 from cotdistill.rundir import RunDir
 from cotdistill.training.methods.compact.plot import moving_average
 
@@ -296,20 +296,26 @@ def bench_section(sec: Section, path: Path) -> None:
         sec.parts.append(
             Text(f"Partial: {b.cells_done} of {b.cells_total} cells have run (the bench is running or was stopped).")
         )
-    sec.parts.append(Text(f"Accuracy, mean ± sample std over seeds {', '.join(map(str, seeds)) or '(none given)'}."))
+    given = ", ".join(map(str, seeds)) or "(none given)"
+    sec.parts.append(Text(f"Accuracy in %, mean ± sample std and each seed's value, over seeds {given}."))
     for group, rows in b.groups().items():
         students = list(dict.fromkeys(r.student for r in rows))
         methods = list(dict.fromkeys(r.method for r in rows))
         cell: dict[tuple[str, str], str] = {}
         for r in rows:
-            txt = "-"
-            if r.accuracies:
-                txt = f"{100 * r.mean:.1f} ± {100 * r.std:.1f}"
-                txt += f" (n={len(r.accuracies)})" if seeds and len(r.accuracies) != len(seeds) else ""
-            cell[(r.method, r.student)] = txt
+            cell[(r.method, r.student)] = bench_cell_text(r, seeds)
         table_rows = [[m, *[cell.get((m, s), "-") for s in students]] for m in methods]
         sec.parts.append(Table(["method", *students], table_rows, caption=group))
     _bench_extras(sec, b)
+
+
+def bench_cell_text(r: BenchRow, seeds: list[int]) -> str:
+    """``mean ± std (each seed's value)`` in %; ``n=k:`` before the values when the row has fewer seeds."""
+    if not r.accuracies:
+        return "-"
+    each = ", ".join(f"{100 * a:.1f}" for a in r.accuracies)
+    n = f"n={len(r.accuracies)}: " if seeds and len(r.accuracies) != len(seeds) else ""
+    return f"{100 * r.mean:.1f} ± {100 * r.std:.1f} ({n}{each})"
 
 
 def _bench_extras(sec: Section, b: BenchResult) -> None:
