@@ -9,6 +9,7 @@ set -eu
 dest=$1; as=${2%/}; shift 2
 for run in "$@"; do
   run=${run%/}
+  pat=$(printf '%s' "$run" | sed 's/[].[*^$#\\]/\\&/g')  # the run dir as a literal sed pattern
   find "$run/bench" -path '*/seed*/stages/bench.json' | sort | while read -r stamp; do
     cell=${stamp%/stages/bench.json}; rel=${cell#"$run"/bench/}; out=$dest/$rel
     mkdir -p "$out/stages" "$out/eval" "$out/logs"
@@ -17,7 +18,7 @@ for run in "$@"; do
     for f in train_summary.json compact_weights.jsonl routing_rates.jsonl; do
       if [ -f "$cell/logs/$f" ]; then cp "$cell/logs/$f" "$out/logs/"; fi
     done
-    sed -i "s#\"$run/bench/#\"$as/bench/#g" "$out/eval/metrics.json"
+    sed -i "s#\"$pat/bench/#\"$as/bench/#g" "$out/eval/metrics.json"
     echo "kept $rel"
   done
 done

@@ -179,7 +179,11 @@ def test_the_bench_has_a_base_row_per_student_and_seed(tmp_path):
     lines: list[str] = []
     result = run_bench(RunDir.at(root), load_config(tmp_path / "c.yaml"), [0, 1], ["sft-multi"], log=lines.append)
     cells = [x for x in lines if x.startswith("bench: cell")]
-    assert cells[0::2] == ["bench: cell 1/2: sft-multi / s / seed 0", "bench: cell 2/2: sft-multi / s / seed 1"]
+    cell_dir = root / "bench" / "sft-multi" / "s"
+    assert cells[0::2] == [
+        f"bench: cell 1/2: sft-multi / s / seed 0 in {cell_dir / 'seed0'}",
+        f"bench: cell 2/2: sft-multi / s / seed 1 in {cell_dir / 'seed1'}",
+    ]
     assert all(x.startswith("bench: cell done in ") for x in cells[1::2]) and len(cells) == 4  # progress, timings
     rows = {(r.method, r.student): r for r in result.rows}
     assert set(rows) == {("base", "s"), ("sft-multi", "s")}

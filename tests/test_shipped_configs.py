@@ -51,8 +51,44 @@ def test_the_kept_real_bench_cells_are_cells_of_the_shipped_config(svamp_json: P
     assert stamps
     for stamp in stamps:
         cell = stamp.parents[1]
-        expected = bench[cell.relative_to(KEPT)]  # a KeyError: a kept dir that is no cell of the config
+        rel = cell.relative_to(KEPT)
+        assert rel in bench, f"{cell} is no cell of configs/real-svamp.yaml (cells: {sorted(map(str, bench))})"
+        expected = bench[rel]
         assert (cell / "config.yaml").read_text(encoding="utf-8") == dump_config(expected.config), cell
         assert json.loads(stamp.read_text(encoding="utf-8"))["key"] == cell_key(run, expected.config), cell
         metrics = json.loads((cell / "eval" / "metrics.json").read_text(encoding="utf-8"))
         assert {s.name for s in expected.students} <= set(metrics["students"]), cell
+
+
+def test_keep_bench_cells_keeps_small_files_and_rewrites_weight_paths(tmp_path: Path) -> None:
+    """scripts/keep_bench_cells.sh copies a finished cell's small files (no weights) and points its metrics at the
+    run dir it will be restored into, taking the source run dir literally ("." is no wildcard)."""
+    import subprocess
+
+    run = tmp_path / "runs" / "a.b"
+    cell = run / "bench" / "sft-single" / "s" / "seed0"
+    for sub in ("stages", "eval", "logs", "students/s"):
+        (cell / sub).mkdir(parents=True)
+    (cell / "config.yaml").write_text("name: x\n")
+    (cell / "stages" / "bench.json").write_text('{"key": "k"}')
+    (cell / "eval" / "outputs.jsonl").write_text("{}\n")
+    (cell / "logs" / "train_summary.json").write_text("{}")
+    (cell / "students" / "s" / "adapter.safetensors").write_bytes(b"weights")
+    weights = {"a": f"{run}/bench/sft-single/s/seed0/students/s", "b": f"{tmp_path}/runs/aXb/bench/other"}
+    (cell / "eval" / "metrics.json").write_text(json.dumps(weights))
+    unfinished = run / "bench" / "compact" / "s" / "seed0" / "stages"
+    unfinished.mkdir(parents=True)
+    dest = tmp_path / "kept"
+    done = subprocess.run(
+        ["sh", str(REPO / "scripts" / "keep_bench_cells.sh"), str(dest), "runs/restored", str(run)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.splitlines() == ["kept sft-single/s/seed0"]
+    kept = dest / "sft-single" / "s" / "seed0"
+    files = sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file())
+    assert files == ["config.yaml", "eval/metrics.json", "eval/outputs.jsonl", "logs/train_summary.json",
+                     "stages/bench.json"]  # fmt: skip
+    assert json.loads((kept / "eval" / "metrics.json").read_text()) == {
+        "a": "runs/restored/bench/sft-single/s/seed0/students/s", "b": weights["b"]
+    }  # fmt: skip
+    assert not (dest / "compact").exists()

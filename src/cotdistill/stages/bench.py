@@ -197,8 +197,7 @@ def run_bench(
         sub = cell.rundir(run).ensure()
         _share(run, sub)
         atomic_write_text(sub.config, dump_config(cell.config))
-        names = "+".join(s.name for s in cell.students)
-        log(f"bench: cell {n}/{len(cells)}: {cell.variant.name} / {names} / seed {cell.seed}")
+        log(f"bench: cell {n}/{len(cells)}: {cell.variant.name} / {cell.who} / seed {cell.seed} in {sub.root}")
         _train_eval(run, sub, cell.config, log)
         metrics = json.loads(sub.metrics.read_text(encoding="utf-8"))
         for s in cell.students:
