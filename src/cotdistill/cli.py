@@ -231,8 +231,7 @@ def bench_cmd(
         for col in ("method", "student", "accuracy %", "per seed"):
             table.add_column(col)
         for r in rows:
-            each = ", ".join(f"{100 * a:.1f}" for a in r.accuracies)
-            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}", each)
+            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}", r.per_seed)
         out.print(table)
     out.print(f"bench: {run.bench_json} ({result.seconds:.0f}s)", markup=False)
 

@@ -29,6 +29,11 @@ class BenchRow(BaseModel):
     def std(self) -> float:
         return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
+    @property
+    def per_seed(self) -> str:
+        """Each seed's accuracy in %, in seed order: ``"10.0, 20.0"`` (the bench's tables print it beside the mean)."""
+        return ", ".join(f"{100 * a:.1f}" for a in self.accuracies)
+
 
 class BenchResult(BaseModel):
     """``RUN/bench.json``: the seeds, the rows and how long the bench took; rewritten after every cell, so a long

@@ -313,9 +313,8 @@ def bench_cell_text(r: BenchRow, seeds: list[int]) -> str:
     """``mean ± std (each seed's value)`` in %; ``n=k:`` before the values when the row has fewer seeds."""
     if not r.accuracies:
         return "-"
-    each = ", ".join(f"{100 * a:.1f}" for a in r.accuracies)
     n = f"n={len(r.accuracies)}: " if seeds and len(r.accuracies) != len(seeds) else ""
-    return f"{100 * r.mean:.1f} ± {100 * r.std:.1f} ({n}{each})"
+    return f"{100 * r.mean:.1f} ± {100 * r.std:.1f} ({n}{r.per_seed})"
 
 
 def _bench_extras(sec: Section, b: BenchResult) -> None:
