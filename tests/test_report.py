@@ -182,7 +182,7 @@ def test_full_report_sections_numbers_and_figures(tmp_path):
     # bench: mean ± sample std; a row with fewer seeds says so; ablations in their own table
     assert "| sft-multi | 10.0" not in md and "| sft-multi | 50.0 ± 10.0 (40.0, 50.0, 60.0) | - |" in md
     assert "| qr-distill | 50.0 ± 0.0 (50.0, 50.0, 50.0) | 32.5 ± 3.5 (n=2: 30.0, 35.0) |" in md
-    assert "*ablation*" in md and "| qr-distill w/o QF | 45.0 ± 0.0 (n=1: 45.0) |" in md
+    assert "*ablation*" in md and "| qr-distill w/o QF | 45.0 (one seed) |" in md
     # accuracy with ensembles and per-task; filter per teacher and reason; compact mean weight; config
     assert "| gpt2-a | 10.0% | 42.0% | +32.0 | 90.0% -> 4.0% | 10.0% | 50 |" in md  # base -> distilled
     assert "| llama-b | - | 36.0% | - | - | 0.0% | 50 |" in md  # no base row, no no-answer rate: shown as such
@@ -299,3 +299,12 @@ def test_report_renders_in_headless_chromium(tmp_path, chromium):
     first = check["first"]
     assert first is not None and first["headers"][:3] == ["model", "base", "distilled"]
     assert 0 < first["bottom"] <= first["screen"], first
+
+
+def test_bench_row_mean_std_says_when_one_seed_has_no_spread():
+    from cotdistill.results import BenchRow
+
+    two = BenchRow(method="m", student="s", accuracies=[0.1, 0.2])
+    one = BenchRow(method="m", student="s", accuracies=[0.16])
+    assert two.mean_std() == "15.0 ± 7.1" and two.mean_std("+-") == "15.0 +- 7.1"
+    assert one.mean_std() == "16.0 (one seed)"  # not "16.0 ± 0.0": one seed has no sample std

@@ -231,7 +231,7 @@ def bench_cmd(
         for col in ("method", "student", "accuracy %", "per seed"):
             table.add_column(col)
         for r in rows:
-            table.add_row(escape(r.method), escape(r.student), f"{100 * r.mean:.1f} +- {100 * r.std:.1f}", r.per_seed)
+            table.add_row(escape(r.method), escape(r.student), r.mean_std("+-"), r.per_seed)
         out.print(table)
     out.print(f"bench: {run.bench_json} ({result.seconds:.0f}s)", markup=False)
 

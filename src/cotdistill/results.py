@@ -29,6 +29,12 @@ class BenchRow(BaseModel):
     def std(self) -> float:
         return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
+    def mean_std(self, pm: str = "±") -> str:
+        """Mean and sample std in %, ``"15.0 ± 7.1"``; one seed has no spread, so ``"15.0 (one seed)"``."""
+        if len(self.accuracies) < 2:
+            return f"{100 * self.mean:.1f} (one seed)"
+        return f"{100 * self.mean:.1f} {pm} {100 * self.std:.1f}"
+
     @property
     def per_seed(self) -> str:
         """Each seed's accuracy in %, in seed order: ``"10.0, 20.0"`` (the bench's tables print it beside the mean)."""

@@ -310,11 +310,12 @@ def bench_section(sec: Section, path: Path) -> None:
 
 
 def bench_cell_text(r: BenchRow, seeds: list[int]) -> str:
-    """``mean ± std (each seed's value)`` in %; ``n=k:`` before the values when the row has fewer seeds."""
-    if not r.accuracies:
-        return "-"
+    """``mean ± std (each seed's value)`` in %; ``n=k:`` before the values when the row has fewer seeds; a row of
+    one seed is ``value (one seed)``."""
+    if len(r.accuracies) < 2:
+        return r.mean_std() if r.accuracies else "-"
     n = f"n={len(r.accuracies)}: " if seeds and len(r.accuracies) != len(seeds) else ""
-    return f"{100 * r.mean:.1f} ± {100 * r.std:.1f} ({n}{r.per_seed})"
+    return f"{r.mean_std()} ({n}{r.per_seed})"
 
 
 def _bench_extras(sec: Section, b: BenchResult) -> None:
