@@ -453,3 +453,22 @@ def test_gated_loss_value_and_gradient_match_the_plain_form_when_gates_are_open(
         g3 = torch.tensor(pattern, dtype=torch.float32, requires_grad=True)
         gated_student_loss(ce0, g3).backward()
         assert torch.allclose(g3.grad, (ce0 - ce0.mean()) / n)
+
+
+def test_without_filter_keeps_the_path_budget(tmp_path, toy):
+    """'w/o QF' under ``train.max_paths`` trains on each question's first paths whatever their quality: as many
+    paths as the filtered method gets, not every rejected path on top; a rejected path that comes first is one."""
+    questions, paths = toy
+    q0 = [p for p in paths if p.question_id == "q0"]  # vanilla, cot, program (rejected)
+    order = [q0[2], q0[0], q0[1], *[p for p in paths if p.question_id != "q0"]]
+    students = _students(["gpt2", "llama"])
+
+    def ids(**train) -> list[str]:
+        opts = {"filter": False, "routing": False, "peer": False}
+        cfg = RunConfig(seed=0, prompt="bare", train={"method": "qr-distill", "options": opts, **train})
+        return [e.path.id for e in QRDistill(cfg, students, RunDir.at(tmp_path)).examples(questions, order)]
+
+    capped = ids(max_paths=1)
+    assert len(capped) == 6 and capped[0] == "q0|t|program|0" and not any("q0|t|vanilla" in i for i in capped)
+    assert all(i.split("|")[2] == "vanilla" for i in capped[1:])
+    assert len(ids()) == 18  # no budget: every path

@@ -59,7 +59,7 @@ def load_train_data(run: RunDir, max_paths: int | None = None, max_paths_per_tea
     dev_q = {k: q for k, q in qs.items() if q.split == "dev"}
     data = TrainData(train_q, dev_q, [], [], fallback)
     seen: set[str] = set()
-    cap = _PathCap(max_paths, max_paths_per_teacher)
+    cap = PathCap(max_paths, max_paths_per_teacher)
     total = 0
     for p in read_paths(src):
         total += 1
@@ -86,8 +86,9 @@ def load_train_data(run: RunDir, max_paths: int | None = None, max_paths_per_tea
     return data
 
 
-class _PathCap:
-    """Counts kept train paths per question and per (question, teacher) and says whether one more fits."""
+class PathCap:
+    """Counts train paths per question and per (question, teacher) and says whether one more fits: the loader caps
+    kept paths with it, QR-Distill's ``filter: false`` caps paths of any quality (the same budget, unfiltered)."""
 
     def __init__(self, per_question: int | None, per_teacher: int | None) -> None:
         self.per_question, self.per_teacher = per_question, per_teacher

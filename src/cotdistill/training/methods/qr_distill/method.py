@@ -23,6 +23,7 @@ from cotdistill.config import RunConfig
 from cotdistill.errors import ConfigError
 from cotdistill.records import Question, ReasoningPath, is_kept
 from cotdistill.rundir import RunDir
+from cotdistill.training.data import PathCap
 from cotdistill.training.distributed import all_gather_objects, is_main_process, main_process_first
 from cotdistill.training.methods.base import Batch, Computed, Example, Method, StepInfo, StudentHandle, slice_inputs
 from cotdistill.training.methods.qr_distill.diagnostics import RoutingDiagnostics, step_part
@@ -83,12 +84,18 @@ class QRDistill(Method):
     # ------------------------------------------------------------------ data
 
     def examples(self, questions: dict[str, Question], paths: Iterable[ReasoningPath]) -> list[Example]:
-        """Every kept path of a known question (every path with ``filter: false``), embedded once for the router;
-        the router's input standardisation and the peer maps are fitted on them (the same on every process)."""
+        """Every kept path of a known question, embedded once for the router; the router's input standardisation
+        and the peer maps are fitted on them (the same on every process). With ``filter: false`` (the 'w/o QF'
+        ablation) every path counts, under the same ``train.max_paths`` / ``max_paths_per_teacher`` budget as the
+        kept ones (the first paths of each question in file order, whatever their quality), so the ablation changes
+        which paths train, not how many."""
         out: list[Example] = []
+        cap = PathCap(self.cfg.train.max_paths, self.cfg.train.max_paths_per_teacher)
         for p in paths:
             q = questions.get(p.question_id)
             if q is None or (self.opts.filter and not is_kept(p)):
+                continue
+            if not self.opts.filter and q.split == "train" and not cap.admit(p):
                 continue
             out.append(self.path_example(q, p))
         if self.router is not None and out:

@@ -17,7 +17,9 @@ from cotdistill.training.methods.registry import MethodOptions
 class QROptions(MethodOptions):
     """QR-Distill's settings in ``train.options`` (METHODS.md §1; the ablations are switches)."""
 
-    filter: bool = Field(True, description="train on kept paths only; false = ablation 'w/o QF' (all paths)")
+    filter: bool = Field(
+        True, description="train on kept paths only; false = ablation 'w/o QF' (every path, under train.max_paths)"
+    )
     routing: bool | Literal["random"] = Field(
         True,
         description="true: learned routing; false = ablation 'w/o Route' (every path, every student); 'random': "
