@@ -1,6 +1,7 @@
 #!/bin/sh
 # Keep the small files of every finished cell of one or more bench runs (no weights), laid out as the bench writes
-# them, so a bench started on another machine skips those cells (docs/results/real-svamp/README.md).
+# them, so a bench started on another machine skips those cells (docs/results/real-svamp/README.md); the run's base
+# rows' cache (eval/base/) goes beside DEST, into DEST/../eval/base/.
 #   sh scripts/keep_bench_cells.sh DEST AS RUN [RUN...]
 #   e.g. sh scripts/keep_bench_cells.sh docs/results/real-svamp/bench runs/real-svamp runs/real-svamp runs/real-svamp-q
 # AS is the run dir the cells will be restored into: the weights' paths in each eval/metrics.json are rewritten to it.
@@ -21,4 +22,8 @@ for run in "$@"; do
     sed -i "s#\"$pat/bench/#\"$as/bench/#g" "$out/eval/metrics.json"
     echo "kept $rel"
   done
+  # the base rows' eval cache (a pretrained student's base is evaluated once per run, keyed by what it depends on)
+  if [ -d "$run/eval/base" ]; then
+    mkdir -p "$(dirname "$dest")/eval/base"; cp "$run"/eval/base/* "$(dirname "$dest")/eval/base/"; echo "kept eval/base"
+  fi
 done

@@ -58,6 +58,13 @@ def test_the_kept_real_bench_cells_are_cells_of_the_shipped_config(svamp_json: P
         assert json.loads(stamp.read_text(encoding="utf-8"))["key"] == cell_key(run, expected.config), cell
         metrics = json.loads((cell / "eval" / "metrics.json").read_text(encoding="utf-8"))
         assert {s.name for s in expected.students} <= set(metrics["students"]), cell
+    # the kept base rows' cache answers this config's base eval (bf16 is the machine's, so either value may match)
+    from cotdistill.stages.eval import _base_key, eval_sets
+
+    sets = eval_sets(run, cfg)
+    for i, sc in enumerate(cfg.students):
+        kept = json.loads((KEPT.parent / "eval" / "base" / f"{sc.name}.json").read_text(encoding="utf-8"))
+        assert kept["key"] in {_base_key(cfg, i, sets, bf16) for bf16 in (True, False)}, sc.name
 
 
 def test_keep_bench_cells_keeps_small_files_and_rewrites_weight_paths(tmp_path: Path) -> None:
@@ -76,6 +83,8 @@ def test_keep_bench_cells_keeps_small_files_and_rewrites_weight_paths(tmp_path: 
     (cell / "students" / "s" / "adapter.safetensors").write_bytes(b"weights")
     weights = {"a": f"{run}/bench/sft-single/s/seed0/students/s", "b": f"{tmp_path}/runs/aXb/bench/other"}
     (cell / "eval" / "metrics.json").write_text(json.dumps(weights))
+    (run / "eval" / "base").mkdir(parents=True)
+    (run / "eval" / "base" / "s.json").write_text('{"key": "b"}')
     unfinished = run / "bench" / "compact" / "s" / "seed0" / "stages"
     unfinished.mkdir(parents=True)
     dest = tmp_path / "kept"
@@ -83,7 +92,8 @@ def test_keep_bench_cells_keeps_small_files_and_rewrites_weight_paths(tmp_path: 
         ["sh", str(REPO / "scripts" / "keep_bench_cells.sh"), str(dest), "runs/restored", str(run)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout.splitlines() == ["kept sft-single/s/seed0"]
+    assert done.stdout.splitlines() == ["kept sft-single/s/seed0", "kept eval/base"]
+    assert (tmp_path / "eval" / "base" / "s.json").read_text() == '{"key": "b"}'  # beside DEST, as the docs lay it out
     kept = dest / "sft-single" / "s" / "seed0"
     files = sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file())
     assert files == ["config.yaml", "eval/metrics.json", "eval/outputs.jsonl", "logs/train_summary.json",
