@@ -8,6 +8,7 @@
 set -eu
 [ $# -ge 3 ] || { echo "usage: $0 DEST AS RUN [RUN...]" >&2; exit 2; }
 dest=$1; as=${2%/}; shift 2
+base=$(dirname "$dest")/eval/base
 for run in "$@"; do
   run=${run%/}
   pat=$(printf '%s' "$run" | sed 's/[].[*^$#\\]/\\&/g')  # the run dir as a literal sed pattern
@@ -24,6 +25,6 @@ for run in "$@"; do
   done
   # the base rows' eval cache (a pretrained student's base is evaluated once per run, keyed by what it depends on)
   if [ -d "$run/eval/base" ]; then
-    mkdir -p "$(dirname "$dest")/eval/base"; cp "$run"/eval/base/* "$(dirname "$dest")/eval/base/"; echo "kept eval/base"
+    mkdir -p "$base"; cp "$run"/eval/base/* "$base/"; echo "kept eval/base"
   fi
 done
